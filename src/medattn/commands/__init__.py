@@ -1,0 +1,1 @@
+"""`medattn` subcommands, one module each (see `medattn.cli`)."""
