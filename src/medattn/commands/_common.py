@@ -1,0 +1,59 @@
+"""Helpers shared by the subcommands."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..engine.evaluate import HEADLINE
+
+
+def new_run_dir(base: str | Path) -> Path:
+    """``base`` if it does not exist yet, else ``base-YYYYmmdd-HHMMSS`` (never reuse a run)."""
+    base = Path(base)
+    if not base.exists():
+        return base
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = base.with_name(f"{base.name}-{stamp}")
+    i = 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{stamp}-{i}")
+        i += 1
+    return candidate
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def results_table(results: dict[str, dict], task: str) -> str:
+    """A markdown table: one row per split, headline metrics as columns (with 95% CI when present)."""
+    names = HEADLINE[task]
+    extra = []
+    if any("isic2017" in m for m in results.values()):
+        extra = ["isic2017.melanoma.auc", "isic2017.seborrheic_keratosis.auc", "isic2017.mean_auc"]
+    cols = names + extra
+    lines = ["| split | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for split, m in results.items():
+        cells = []
+        for c in cols:
+            node = m
+            for part in c.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            cell = fmt(node)
+            ci = m.get("ci95", {}).get(c)
+            if ci and node is not None:
+                cell += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+            cells.append(cell)
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dump_json(obj, path: str | Path | None) -> None:
+    text = json.dumps(obj, indent=1, default=float)
+    if path:
+        from ..engine.checkpoint import atomic_write_text
+
+        atomic_write_text(path, text)
+    else:
+        print(text)

@@ -1,0 +1,57 @@
+"""Score a trained run on a split (default: the run's own data) and write the metrics as JSON."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "evaluate"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory written by `medattn train`")
+    p.add_argument("--data-format", help="reader name (default: the run's)")
+    p.add_argument("--data-root", help="data root (default: the run's)")
+    p.add_argument("--split", default="test", help="split to score (default test)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override data options of the run's config, e.g. --set data.options.task=melanoma")
+    p.add_argument("--checkpoint", default="best", help="best (default) or last")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
+    p.add_argument("--threshold-split", default="val",
+                   help="multi-label: split on which per-class thresholds are tuned (default val; 'none' to skip)")
+    p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import merge, parse_override
+    from ..engine.data import read_split
+    from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_predictions_csv
+    from ..engine.inference import predict_proba
+    from ..engine.run import load_run
+    from ._common import dump_json, results_table
+
+    run = load_run(args.run_dir, checkpoint=args.checkpoint)
+    cfg = run.config
+    for item in args.overrides:
+        cfg = merge(cfg, parse_override(item))
+    dataset = read_split(cfg, args.split, args.data_format, args.data_root)
+    if dataset.class_names != run.class_names:
+        raise SystemExit(f"the data's classes {dataset.class_names} differ from the run's {run.class_names}")
+    probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}")
+    metrics = compute_metrics(dataset.targets, probs, run.class_names, run.task)
+    if run.task == "multilabel" and args.threshold_split != "none":
+        from ..metrics.multilabel import tune_thresholds
+
+        val = read_split(cfg, args.threshold_split, args.data_format, args.data_root)
+        val_probs = predict_proba(run.model, val, task=run.task)
+        thresholds = tune_thresholds(val.targets, val_probs)
+        metrics["tuned"] = compute_metrics(dataset.targets, probs, run.class_names, run.task, thresholds=thresholds)
+        metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
+        metrics["tuned"]["threshold_split"] = args.threshold_split
+    if args.bootstrap:
+        metrics = with_confidence_intervals(metrics, dataset.targets, probs, run.class_names, run.task, n_boot=args.bootstrap)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{args.split}.json"
+    dump_json(metrics, out)
+    write_predictions_csv(out.with_name(f"predictions_{args.split}.csv"), dataset, probs, run.class_names)
+    print(results_table({args.split: metrics}, run.task))
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,74 @@
+"""The data a training run needs, read from its config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import DataError, ImageDataset, load_split
+
+
+@dataclass
+class RunData:
+    train: ImageDataset
+    val: ImageDataset
+    unlabeled: ImageDataset | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train.class_names
+
+    @property
+    def task(self) -> str:
+        return self.train.task
+
+
+def read_split(cfg: dict, split: str, data_format: str | None = None, root: str | None = None) -> ImageDataset:
+    d = cfg["data"]
+    return load_split(data_format or d["format"], root if root is not None else d["root"], split,
+                      d["image_size"], **(d.get("options") or {}))
+
+
+def read_unlabeled(path: str, image_size: int, data_format: str | None = None) -> ImageDataset:
+    """Unlabeled images: a folder of images (any depth) or a CSV without label columns."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"unlabeled data {p} does not exist")
+    if data_format is None:
+        data_format = "csv" if p.is_file() else "image_dir"
+    if data_format == "image_dir":
+        from ..data.unlabeled import read_image_dir
+
+        return read_image_dir(p, image_size)
+    options = {"csv": str(p)} if data_format == "csv" else {}
+    return load_split(data_format, str(p.parent) if p.is_file() else str(p), "train", image_size, **options)
+
+
+def read_run_data(cfg: dict) -> RunData:
+    """Train and validation splits (and unlabeled images), validated before any training starts."""
+    d = cfg["data"]
+    train = read_split(cfg, d["train_split"])
+    val = read_split(cfg, d["val_split"])
+    if train.class_names != val.class_names:
+        raise DataError(f"train and val splits have different classes: {train.class_names} vs {val.class_names}")
+    counts = train.class_counts()
+    empty = [c for c, n in zip(train.class_names, counts) if n == 0]
+    if empty:
+        raise DataError(f"{train.source or d['format']}: class(es) with no training image: {', '.join(empty)}")
+    unlabeled = None
+    if d.get("unlabeled"):
+        unlabeled = read_unlabeled(d["unlabeled"], d["image_size"], d.get("unlabeled_format"))
+    return RunData(train, val, unlabeled)
+
+
+def class_weights(dataset: ImageDataset) -> torch.Tensor:
+    """Multi-class: inverse class frequency normalised to mean 1, (K,).
+    Multi-label: negatives / positives per label (BCE ``pos_weight``), (K,)."""
+    counts = dataset.class_counts().astype(np.float64)
+    if dataset.task == "multilabel":
+        n = dataset.labeled.sum()
+        return torch.tensor((n - counts) / np.maximum(counts, 1), dtype=torch.float32)
+    w = counts.sum() / (len(counts) * np.maximum(counts, 1))
+    return torch.tensor(w, dtype=torch.float32)

@@ -1,0 +1,78 @@
+"""Metrics of a set of predictions, with the names design.md gives, and the prediction CSV."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import ImageDataset
+from ..metrics.bootstrap import bootstrap_ci
+from ..metrics.classification import classification_metrics, isic2017_task_metrics
+from ..metrics.multilabel import multilabel_metrics
+
+_ISIC2017 = {"melanoma", "seborrheic_keratosis"}
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: list[str], task: str,
+                    thresholds: np.ndarray | float = 0.5) -> dict:
+    """Every metric of one split. ``y_true``: (N,) class indices or (N, K) 0/1; ``probs``: (N, K).
+
+    Multi-class sets get the ISIC challenge metrics; a 3-class ISIC 2017 set also gets the two binary
+    tasks (melanoma vs rest, SK vs rest) under ``isic2017``. Multi-label sets get CP/CR/CF1/OP/OR/OF1
+    and mAP.
+    """
+    if task == "multilabel":
+        return multilabel_metrics(y_true, probs, thresholds=thresholds, class_names=class_names)
+    out = classification_metrics(y_true, probs, class_names)
+    if _ISIC2017 <= set(class_names):
+        out["isic2017"] = isic2017_task_metrics(y_true, probs, class_names)
+    return out
+
+
+def metric_value(metrics: dict, name: str) -> float:
+    """Look up a (possibly dotted) metric name, e.g. ``balanced_accuracy`` or ``isic2017.mean_auc``."""
+    node = metrics
+    for part in name.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"metric {name!r} not available; top-level metrics: {', '.join(sorted(metrics))}")
+        node = node[part]
+    return float(node)
+
+
+HEADLINE = {
+    "multiclass": ["balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "macro_ap"],
+    "multilabel": ["map", "cf1", "of1", "cp", "cr", "op", "or", "macro_auc"],
+}
+
+
+def with_confidence_intervals(metrics: dict, y_true: np.ndarray, probs: np.ndarray, class_names: list[str],
+                              task: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Add ``ci95`` = {metric: [low, high]} for the headline metrics (percentile bootstrap)."""
+    names = list(HEADLINE[task])
+    if "isic2017" in metrics:
+        names += ["isic2017.mean_auc", "isic2017.melanoma.auc", "isic2017.seborrheic_keratosis.auc"]
+
+    def headline(t, p):
+        m = compute_metrics(t, p, class_names, task)
+        return {n: metric_value(m, n) for n in names}
+
+    ci = bootstrap_ci(headline, y_true, probs, n_boot=n_boot, seed=seed, stratified=(task == "multiclass"))
+    metrics = dict(metrics)
+    metrics["ci95"] = {k: [float(v[0]), float(v[1])] for k, v in ci.items()}
+    return metrics
+
+
+def dataset_truth(dataset: ImageDataset) -> np.ndarray:
+    """(N,) class indices or (N, K) 0/1 targets of the labeled images."""
+    return dataset.targets
+
+
+def write_predictions_csv(path: str | Path, dataset: ImageDataset, probs: np.ndarray, class_names: list[str]) -> None:
+    """ISIC-style CSV: ``image``, one probability column per class, then ``true_<class>`` columns."""
+    truth = dataset.onehot()
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", *class_names, *[f"true_{c}" for c in class_names]])
+        for i, image_id in enumerate(dataset.ids):
+            w.writerow([image_id, *[f"{p:.6f}" for p in probs[i]], *[f"{t:g}" for t in truth[i]]])

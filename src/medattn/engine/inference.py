@@ -1,0 +1,43 @@
+"""Batched inference: probabilities for an in-memory data set or image array."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.dataset import ImageDataset
+from ..data.transforms import to_float_batch
+from .precision import Precision
+
+
+def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Softmax over classes (multi-class) or per-label sigmoid (multi-label)."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch_size: int = 64,
+                  task: str | None = None, precision: Precision | None = None, progress: bool | str = False,
+                  channels_last: bool = True) -> np.ndarray:
+    """Class probabilities, (N, K) float64, for uint8 N x H x W x 3 images (or an ImageDataset)."""
+    images = data.images if isinstance(data, ImageDataset) else data
+    task = task or (data.task if isinstance(data, ImageDataset) else getattr(model, "task", "multiclass"))
+    device = next(model.parameters()).device
+    precision = precision or Precision(device, None)
+    was_training = model.training
+    model.eval()
+    out = []
+    starts = range(0, len(images), batch_size)
+    bar = tqdm(starts, desc=progress if isinstance(progress, str) else "predict", disable=not progress, leave=False)
+    try:
+        for start in bar:
+            x = to_float_batch(images[start:start + batch_size]).to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                logits = model(x)
+            out.append(probabilities(logits, task).double().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, getattr(model, "num_classes", 0)))

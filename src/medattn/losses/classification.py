@@ -1,0 +1,124 @@
+"""Classification criteria, by name (``loss.name`` in a config).
+
+A criterion is built by ``build_criterion(name, task, class_weights, **options)`` and called as
+``criterion(logits, targets) -> scalar``. Every criterion ignores unlabeled rows (target -1, or a NaN
+row for multi-label) and returns a zero that keeps the graph when a batch has no labeled row, so
+semi-supervised methods (SIBnet) can add their own terms on top.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Criterion = Callable[[Tensor, Tensor], Tensor]
+_CRITERIA: dict[str, Callable[..., Criterion]] = {}
+
+
+def register_criterion(name: str):
+    def deco(fn):
+        if name in _CRITERIA:
+            raise KeyError(f"criterion {name!r} registered twice")
+        _CRITERIA[name] = fn
+        return fn
+
+    return deco
+
+
+def list_criteria() -> list[str]:
+    _import_all()
+    return sorted(_CRITERIA)
+
+
+def build_criterion(name: str, task: str, class_weights: Tensor | None = None, **options) -> Criterion:
+    """``name="auto"`` is ``ce`` for multi-class and ``bce`` for multi-label data."""
+    _import_all()
+    if name == "auto":
+        name = "ce" if task == "multiclass" else "bce"
+    if name not in _CRITERIA:
+        raise KeyError(f"unknown loss {name!r}; choose one of {', '.join(sorted(_CRITERIA))}")
+    return _CRITERIA[name](task=task, class_weights=class_weights, **options)
+
+
+def labeled_rows(targets: Tensor) -> Tensor:
+    """(B,) bool: rows that carry a label (multi-class: target >= 0; multi-label: no NaN)."""
+    if targets.ndim == 1:
+        return targets >= 0
+    return ~torch.isnan(targets).any(dim=1)
+
+
+def zero_like_graph(logits: Tensor) -> Tensor:
+    """A scalar 0 that is still connected to ``logits`` (so backward() works on it)."""
+    return logits.sum() * 0.0
+
+
+def _need(task: str, wanted: str, name: str) -> None:
+    if task != wanted:
+        raise ValueError(f"loss {name!r} is for {wanted} data; this data set is {task}")
+
+
+@register_criterion("ce")
+def cross_entropy(task: str, class_weights: Tensor | None = None, label_smoothing: float = 0.0) -> Criterion:
+    """Plain cross-entropy (mean over labeled rows)."""
+    _need(task, "multiclass", "ce")
+
+    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
+        keep = labeled_rows(targets)
+        if not keep.any():
+            return zero_like_graph(logits)
+        return F.cross_entropy(logits[keep].float(), targets[keep], label_smoothing=label_smoothing)
+
+    return criterion
+
+
+@register_criterion("weighted_ce")
+def weighted_cross_entropy(task: str, class_weights: Tensor | None = None, label_smoothing: float = 0.0) -> Criterion:
+    """Cross-entropy with data-set class weights (inverse class frequency, normalised to mean 1);
+    PyTorch's weighted mean: sum_b w_{y_b} CE_b / sum_b w_{y_b}."""
+    _need(task, "multiclass", "weighted_ce")
+    if class_weights is None:
+        raise ValueError("loss 'weighted_ce' needs class weights (the trainer passes the training set's)")
+
+    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
+        keep = labeled_rows(targets)
+        if not keep.any():
+            return zero_like_graph(logits)
+        return F.cross_entropy(logits[keep].float(), targets[keep], weight=class_weights.to(logits.device),
+                               label_smoothing=label_smoothing)
+
+    return criterion
+
+
+@register_criterion("bce")
+def binary_cross_entropy(task: str, class_weights: Tensor | None = None, pos_weight: list[float] | str | None = None) -> Criterion:
+    """Multi-label BCE with logits; ``pos_weight`` a list of K weights or ``"balanced"``
+    (negatives / positives per class of the training set, via ``class_weights``)."""
+    _need(task, "multilabel", "bce")
+    if pos_weight == "balanced":
+        if class_weights is None:
+            raise ValueError("pos_weight='balanced' needs the training set's class statistics")
+        weight = class_weights
+    else:
+        weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)
+
+    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
+        keep = labeled_rows(targets)
+        if not keep.any():
+            return zero_like_graph(logits)
+        pw = None if weight is None else weight.to(logits.device)
+        return F.binary_cross_entropy_with_logits(logits[keep].float(), targets[keep].float(), pos_weight=pw)
+
+    return criterion
+
+
+def _import_all() -> None:
+    # Other files register more criteria (focal, ASL) on import.
+    import importlib
+
+    try:
+        importlib.import_module("medattn.losses.multilabel")
+    except ModuleNotFoundError as err:
+        if err.name != "medattn.losses.multilabel":
+            raise
