@@ -264,8 +264,12 @@ class Trainer:
                 "bad_epochs": bad_epochs, "select_metric": self.select_metric, "precision": self.precision.name}
         save_checkpoint(self.run_dir / "last", self.model, meta, optimizer=self.optimizer)
 
-    def fit(self) -> dict:
-        """Train; returns {"best_epoch", "best_value", "select_metric", "epochs_run", "seconds"}."""
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train; returns {"best_epoch", "best_value", "select_metric", "epochs_run", "seconds"}.
+
+        ``stop_after``: leave after that many epochs of this call, as if the process were killed
+        (the schedule still plans for ``train.epochs``; continue with ``resume=True``).
+        """
         t = self.cfg["train"]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start_epoch, step, best, best_epoch, bad_epochs = 0, 0, -math.inf, -1, 0
@@ -307,6 +311,8 @@ class Trainer:
             terms = " ".join(f"{k}={v:.4f}" for k, v in train_terms.items())
             self.log(f"epoch {epoch + 1}/{t['epochs']}  {terms}  val {self.select_metric}={value:.4f}"
                      f"{' *' if improved else ''}  ({seconds:.1f}s, data wait {self._data_wait:.1f}s)")
+            if stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+                break
             if patience is not None and bad_epochs >= int(patience):
                 self.log(f"early stopping: no improvement of {self.select_metric} for {patience} epochs")
                 break

@@ -1,0 +1,112 @@
+"""Run a named grid of model variants over seeds, resumably, and tabulate mean ± std.
+
+A grid is a dict ``cell name -> {"model": registered name, "options": {...}}`` (plus optional
+``"set"``: extra ``key=value`` overrides). Grids live next to their method
+(``medattn.models.biigma_ablations.GRID``, ``medattn.models.ibca_ablations.GRID``). Every cell x seed
+is a normal run directory ``OUT/<cell>/seed<k>``: a finished one (its ``eval_<split>.json`` exists) is
+not rerun, an interrupted one is resumed from its last checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import importlib
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import merge, parse_override
+
+GRIDS = {"biigma": "medattn.models.biigma_ablations", "ibca": "medattn.models.ibca_ablations"}
+
+
+def load_grid(name: str) -> dict[str, dict]:
+    if name not in GRIDS:
+        raise KeyError(f"unknown ablation grid {name!r}; choose one of {', '.join(GRIDS)}")
+    return dict(importlib.import_module(GRIDS[name]).GRID)
+
+
+def cell_config(base: dict, cell: dict, seed: int) -> dict:
+    cfg = copy.deepcopy(base)
+    cfg["seed"] = int(seed)
+    cfg["model"]["name"] = cell["model"]
+    cfg["model"]["options"] = dict(cell.get("options") or {})
+    for item in cell.get("set", []):
+        cfg = merge(cfg, parse_override(item))
+    return cfg
+
+
+def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, split: str = "test",
+             cells: list[str] | None = None, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Train and evaluate every (cell, seed) not finished yet; returns one row per finished run."""
+    from .trainer import Trainer
+
+    rows = []
+    for name in cells or list(grid):
+        if name not in grid:
+            raise KeyError(f"cell {name!r} is not in the grid ({', '.join(grid)})")
+        for seed in seeds:
+            run_dir = out / name / f"seed{seed}"
+            result = run_dir / f"eval_{split}.json"
+            if not result.exists():
+                resume = (run_dir / "last.safetensors").exists()
+                log(f"[{name} seed {seed}] {'resuming' if resume else 'training'} -> {run_dir}")
+                cfg = cell_config(base, grid[name], seed)
+                if resume:
+                    import yaml
+
+                    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+                trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, log=log)
+                trainer.fit()
+                trainer.evaluate_splits([split])
+            else:
+                log(f"[{name} seed {seed}] done already, skipped")
+            rows.append({"cell": name, "seed": seed, "run_dir": str(run_dir), **json.loads(result.read_text())})
+    return rows
+
+
+COLUMNS = {
+    "multiclass": [("F1", "macro_f1"), ("Acc", "accuracy"), ("Rec", "balanced_accuracy"), ("AUC", "macro_auc")],
+    "multilabel": [("mAP", "map"), ("CF1", "cf1"), ("OF1", "of1"), ("AUC", "macro_auc")],
+}
+
+
+def summarise(rows: list[dict], task: str = "multiclass") -> tuple[list[dict], str]:
+    """Mean and std over seeds per cell: (rows for CSV, markdown table in the layout of Table 2)."""
+    cols = COLUMNS[task]
+    cells: dict[str, list[dict]] = {}
+    for r in rows:
+        cells.setdefault(r["cell"], []).append(r)
+    table_rows, lines = [], ["| Setting | " + " | ".join(c for c, _ in cols) + " | seeds |",
+                             "|---" * (len(cols) + 2) + "|"]
+    for name, runs in cells.items():
+        row = {"cell": name, "n_seeds": len(runs)}
+        cells_md = []
+        for label, key in cols:
+            values = np.array([float(r.get(key, math.nan)) for r in runs])
+            mean, std = float(np.nanmean(values)), float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0
+            row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+            cells_md.append(f"{mean:.4f} ± {std:.4f}")
+        table_rows.append(row)
+        lines.append(f"| {name} | " + " | ".join(cells_md) + f" | {len(runs)} |")
+    return table_rows, "\n".join(lines)
+
+
+def write_summary(rows: list[dict], out: Path, task: str = "multiclass") -> tuple[Path, Path]:
+    """Write ``OUT/ablation.csv`` (one row per run and per-cell means) and ``OUT/ablation.md``."""
+    table_rows, md = summarise(rows, task)
+    keys = [k for _, k in COLUMNS[task]]
+    with open(out / "ablation_runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["cell", "seed", *keys])
+        for r in rows:
+            w.writerow([r["cell"], r["seed"], *[r.get(k, "") for k in keys]])
+    with open(out / "ablation.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table_rows[0]))
+        w.writeheader()
+        w.writerows(table_rows)
+    (out / "ablation.md").write_text(md + "\n")
+    return out / "ablation.csv", out / "ablation.md"
