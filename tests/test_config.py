@@ -29,3 +29,24 @@ def test_preset_by_name_and_file(tmp_path):
 def test_bad_override():
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("train.lr")
+
+
+def test_base_chain_and_every_preset_loads(tmp_path):
+    for name in list_presets():
+        load_config(name)  # every shipped preset resolves and validates
+    cfg = load_config("isic2017_biigma")
+    assert cfg["model"]["name"] == "biigma" and cfg["data"]["format"] == "isic2017"
+    assert cfg["train"]["select_metric"] == "isic2017.mean_auc"  # inherited from isic2017_baseline
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("base: b.yaml\ntrain: {epochs: 3}\n")
+    b.write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(str(a))
+
+
+def test_switching_reader_or_model_drops_their_old_options():
+    cfg = load_config("demo", ["data.format=isic2017", "model.name=biigma"])
+    assert cfg["data"]["options"] == {} and cfg["model"]["options"] == {}
+    kept = load_config("demo", ["data.options.n_train=10"])
+    assert kept["data"]["options"]["n_train"] == 10 and kept["data"]["options"]["spurious"] == 0.9
+    assert load_config(None, ["model.options=null", "model.options.x=1"])["model"]["options"] == {"x": 1}

@@ -99,7 +99,7 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
         if isinstance(out.get(key), dict) and isinstance(value, dict) and key not in _FREE_FORM:
             out[key] = merge(out[key], value, where)
         elif key in _FREE_FORM and isinstance(value, dict):
-            out[key] = {**out.get(key, {}), **copy.deepcopy(value)}
+            out[key] = {**(out.get(key) or {}), **copy.deepcopy(value)}
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -127,21 +127,66 @@ def parse_override(item: str) -> dict:
     return node
 
 
+# Switching the reader or the model drops the options meant for the previous one, unless the same
+# update gives new ones: `--set data.format=isic2017` must not pass synthetic options to the ISIC reader.
+_OWNER_OF_OPTIONS = {"data": "format", "model": "name"}
+
+
+def apply_update(cfg: dict, update: dict) -> dict:
+    """``merge`` plus the option reset of ``_OWNER_OF_OPTIONS``."""
+    out = merge(cfg, update)
+    for section, owner in _OWNER_OF_OPTIONS.items():
+        new = (update.get(section) or {}) if isinstance(update.get(section), dict) else {}
+        if owner in new and new[owner] != cfg[section].get(owner) and "options" not in new:
+            out[section]["options"] = {}
+    return out
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The YAML mapping of a config file or preset; ``base: <preset or file>`` is read first and the
+    file's values are merged over it (chains allowed, cycles are errors)."""
+    p = resolve_config_path(path)
+    if p.resolve() in _seen:
+        raise ConfigError(f"{p}: 'base' chain loops back to itself")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    data.pop("description", None)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    parent = read_config_file(base if Path(str(base)).is_absolute() or not (p.parent / str(base)).is_file()
+                              else p.parent / str(base), (*_seen, p.resolve()))
+    return _merge_free(parent, data)
+
+
+def _merge_free(base: dict, update: dict) -> dict:
+    """Deep merge without key validation (both sides are partial configs); options sections are
+    replaced when the reader or model changes (as ``apply_update``)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict) and key not in _FREE_FORM:
+            owner = _OWNER_OF_OPTIONS.get(key)
+            merged = _merge_free(out[key], value)
+            if owner and owner in value and value[owner] != out[key].get(owner) and "options" not in value:
+                merged.pop("options", None)
+            out[key] = merged
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """DEFAULTS, then the YAML file (if any), then each ``--set`` override, validated."""
+    """DEFAULTS, then the YAML file (if any, with its ``base`` chain), then each ``--set`` override,
+    validated."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        p = resolve_config_path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
-        data.pop("description", None)
-        cfg = merge(cfg, data)
+        cfg = merge(cfg, read_config_file(path))
     for item in overrides or []:
-        cfg = merge(cfg, parse_override(item))
+        cfg = apply_update(cfg, parse_override(item))
     return cfg
 
 

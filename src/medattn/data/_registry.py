@@ -52,4 +52,11 @@ def load_split(data_format: str, root: str | None, split: str, image_size: int |
 
 def _import_all() -> None:
     # Readers register themselves on import; imported lazily so `import medattn` stays fast.
-    from . import folder, ham10000, isic, medmnist, synthetic, table  # noqa: F401
+    import importlib
+    import pkgutil
+
+    from .. import data as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")

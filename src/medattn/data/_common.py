@@ -1,0 +1,291 @@
+"""Plumbing shared by the readers: collected error messages, CSV tables with line numbers, option
+checks, file look-up by id, and the validate-then-decode step that turns file lists into an
+`ImageDataset`.
+
+Every reader follows the same order: read and check the tables (columns, labels, duplicates), look
+up every file, raise one `DataError` if anything is wrong, and only then decode (`build_dataset`).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._registry import DataError
+from .dataset import UNLABELED, ImageDataset
+
+SHOWN = 5
+"""How many offenders of each kind an error message names before "(and N more)"."""
+
+DECODE_OPTIONS = ("max_pixels", "cache", "num_workers", "progress")
+"""Options every reader accepts; they go to `medattn.data.io.decode_images`."""
+
+
+class Problems:
+    """Offenders collected by kind; `raise_if_any` raises one `DataError` naming the first few of
+    each kind and the count of the rest."""
+
+    def __init__(self, source: str | os.PathLike = ""):
+        self.source = str(source)
+        self._kinds: dict[str, list[str]] = {}
+
+    def add(self, kind: str, where: str) -> None:
+        self._kinds.setdefault(kind, []).append(where)
+
+    def __bool__(self) -> bool:
+        return bool(self._kinds)
+
+    def message(self) -> str:
+        parts = []
+        for kind, items in self._kinds.items():
+            more = f" (and {len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+            parts.append(f"{kind} [{len(items)}]: {'; '.join(items[:SHOWN])}{more}")
+        head = f"{self.source}: " if self.source else ""
+        if len(parts) == 1:
+            return head + parts[0]
+        return f"{head}{len(parts)} kinds of problems:\n  - " + "\n  - ".join(parts)
+
+    def raise_if_any(self) -> None:
+        if self._kinds:
+            raise DataError(self.message())
+
+
+def check_options(reader: str, options: dict, allowed: Iterable[str]) -> None:
+    """Reject option names a reader does not know (a typo must not be silently ignored)."""
+    allowed = set(allowed) | set(DECODE_OPTIONS)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise DataError(f"{reader}: unknown option(s) {', '.join(unknown)}; "
+                        f"this reader accepts {', '.join(sorted(allowed))}")
+
+
+def decode_options(options: dict) -> dict:
+    return {k: options[k] for k in DECODE_OPTIONS if k in options}
+
+
+def require_dir(root: str | os.PathLike | None, reader: str) -> Path:
+    """``root`` as an existing directory, else a `DataError` saying what is expected."""
+    if root is None or str(root) == "":
+        raise DataError(f"{reader}: data root is required (set data.root or --data-root)")
+    p = Path(root).expanduser()
+    if not p.is_dir():
+        raise DataError(f"{reader}: data root {p} is not a directory")
+    return p
+
+
+def check_split(reader: str, split: str, available: Iterable[str]) -> None:
+    available = list(available)
+    if split not in available:
+        raise DataError(f"{reader}: no split {split!r}; available: {', '.join(available)}")
+
+
+@dataclass
+class CsvTable:
+    """A CSV file read as text cells; ``lines[i]`` is the 1-based line of row ``i`` in the file
+    (the header is line 1)."""
+
+    path: Path
+    columns: list[str]
+    rows: list[dict[str, str]]
+    lines: list[int]
+
+    def column(self, name: str) -> list[str]:
+        return [r[name] for r in self.rows]
+
+    def where(self, i: int, column: str | None = None) -> str:
+        return f"line {self.lines[i]}" + (f", column {column!r}" if column else "")
+
+
+def read_csv(path: str | os.PathLike, required: Sequence[str] = ()) -> CsvTable:
+    """Read a CSV with a header row; cells and names are stripped of surrounding spaces.
+
+    Raises `DataError` if the file is missing or empty, a header name repeats, or a ``required``
+    column is absent (naming the missing and the present columns).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"CSV file not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: empty CSV (no header row)")
+        columns = [c.strip() for c in header]
+        dup = sorted({c for c in columns if columns.count(c) > 1})
+        if dup:
+            raise DataError(f"{path}: repeated column name(s) in the header: {', '.join(dup)}")
+        rows, lines = [], []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(columns):
+                raise DataError(f"{path}: line {reader.line_num} has {len(cells)} cells, the header has {len(columns)}")
+            rows.append({c: v.strip() for c, v in zip(columns, cells)})
+            lines.append(reader.line_num)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} "
+                        f"(found: {', '.join(columns)})")
+    return CsvTable(path, columns, rows, lines)
+
+
+def duplicates(ids: Sequence[str], where: Sequence[str], problems: Problems, what: str = "image id") -> None:
+    """Add every repeated id (with all the places it occurs) to ``problems``."""
+    seen: dict[str, list[int]] = {}
+    for i, x in enumerate(ids):
+        seen.setdefault(x, []).append(i)
+    for x, idx in seen.items():
+        if len(idx) > 1:
+            problems.add(f"duplicated {what}", f"{x!r} at {', '.join(where[i] for i in idx)}")
+
+
+def parse_binary(cell: str) -> float | None:
+    """'1', '1.0', '0', '0.0' (also true/false) -> 1.0 / 0.0; '' -> NaN; anything else -> None."""
+    c = cell.strip().lower()
+    if c == "":
+        return float("nan")
+    if c in ("true", "false"):
+        return float(c == "true")
+    try:
+        v = float(c)
+    except ValueError:
+        return None
+    return v if v in (0.0, 1.0) else None
+
+
+def parse_onehot(table: CsvTable, columns: Sequence[str], problems: Problems,
+                 allow_empty: bool = False) -> np.ndarray:
+    """(N,) int64 class index from one-hot 0/1 columns; -1 for rows that are entirely empty (only
+    with ``allow_empty``) or invalid (those are added to ``problems``)."""
+    out = np.full(len(table.rows), UNLABELED, dtype=np.int64)
+    for i, row in enumerate(table.rows):
+        vals = []
+        for c in columns:
+            v = parse_binary(row[c])
+            if v is None:
+                problems.add("value is not 0 or 1", f"{table.where(i, c)}: {row[c]!r}")
+            vals.append(v)
+        if any(v is None for v in vals):
+            continue
+        empty = [np.isnan(v) for v in vals]
+        if all(empty) and allow_empty:
+            continue
+        if any(empty):
+            problems.add("empty label cell", f"{table.where(i, columns[empty.index(True)])}")
+            continue
+        pos = [c for c, v in zip(columns, vals) if v == 1.0]
+        if len(pos) != 1:
+            problems.add("one-hot row without exactly one positive",
+                         f"{table.where(i)}: {len(pos)} positives" + (f" ({', '.join(pos)})" if pos else ""))
+            continue
+        out[i] = columns.index(pos[0])
+    return out
+
+
+def index_images(folder: Path, extensions: Sequence[str], ignore_suffixes: Sequence[str] = ()) -> dict[str, list[Path]]:
+    """Image files directly in ``folder`` by stem (several when one stem has several extensions);
+    hidden files and stems ending with one of ``ignore_suffixes`` are left out."""
+    out: dict[str, list[Path]] = {}
+    with os.scandir(folder) as it:
+        for e in it:
+            name = e.name
+            stem, ext = os.path.splitext(name)
+            if name.startswith(".") or ext.lower() not in extensions or not e.is_file():
+                continue
+            if any(stem.endswith(s) for s in ignore_suffixes):
+                continue
+            out.setdefault(stem, []).append(Path(e.path))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def resolve(index: dict[str, list[Path]], ids: Sequence[str], where: Sequence[str], problems: Problems,
+            folder: str | os.PathLike, what: str = "image", hint: str = "") -> list[Path | None]:
+    """The file of each id from ``index``; a missing or ambiguous id is added to ``problems``
+    (``hint`` is appended to the kind of problem, e.g. how to do without masks)."""
+    out: list[Path | None] = []
+    for x, w in zip(ids, where):
+        found = index.get(x, [])
+        if len(found) == 1:
+            out.append(found[0])
+            continue
+        if not found:
+            problems.add(f"missing {what} file{hint}", f"{x} ({w}) not in {folder}")
+        else:
+            problems.add(f"several {what} files for one id", f"{', '.join(p.name for p in found)} ({w})")
+        out.append(None)
+    return out
+
+
+def unlisted(index: dict[str, list[Path]], ids: Iterable[str], problems: Problems, csv_name: str) -> None:
+    """Image files with no row in the table: an error, so no image is left out silently."""
+    listed = set(ids)
+    for stem in sorted(set(index) - listed):
+        problems.add(f"image file with no row in {csv_name} (pass ignore_unlisted=True to leave such files out)",
+                     str(index[stem][0]))
+
+
+def segmentation_masks(reader: str, options: dict, default_folder: Path, ids: list[str], where: list[str],
+                       problems: Problems) -> list[Path | None] | None:
+    """``<id>_segmentation.png`` for every image, from ``default_folder`` or option ``mask_dir``
+    (the folder itself, or a folder that holds ``default_folder``'s name). Option ``masks``:
+    "auto" (default: use masks when the folder exists), True (required) or False (ignored)."""
+    use = options.get("masks", "auto")
+    if use not in ("auto", True, False):
+        raise DataError(f"{reader}: option masks must be 'auto', true or false, got {use!r}")
+    folder = default_folder
+    if options.get("mask_dir"):
+        md = Path(options["mask_dir"]).expanduser()
+        folder = md / default_folder.name if (md / default_folder.name).is_dir() else md
+    if use is False or (use == "auto" and not folder.is_dir()):
+        return None
+    if not folder.is_dir():
+        raise DataError(f"{reader}: masks=true but the mask folder {folder} does not exist")
+    index = index_images(folder, (".png",))
+    return resolve(index, [f"{i}_segmentation" for i in ids], where, problems, folder, what="mask",
+                   hint=" (pass masks=false to read the images without masks)")
+
+
+def empty_classes(targets: np.ndarray, class_names: Sequence[str], task: str) -> list[str]:
+    """Names of classes without any labeled example in ``targets``."""
+    if task == "multiclass":
+        lab = targets[targets != UNLABELED]
+        if len(lab) == 0:
+            return []
+        counts = np.bincount(lab, minlength=len(class_names))
+    else:
+        ok = ~np.isnan(targets).any(axis=1)
+        if not ok.any():
+            return []
+        counts = targets[ok].sum(axis=0)
+    return [c for c, n in zip(class_names, counts) if n == 0]
+
+
+def build_dataset(*, source: str, split: str, ids: Sequence[str], image_paths: Sequence[Path],
+                  targets: np.ndarray, class_names: Sequence[str], task: str, image_size: int | None,
+                  options: dict, mask_paths: Sequence[Path] | None = None) -> ImageDataset:
+    """Check for missing files, duplicated ids and (split ``train``) classes without an image, raise
+    them in one `DataError`, then decode every image (and mask) once and return the data set."""
+    from .io import decode_images  # not at the top: io imports this module
+
+    problems = Problems(source)
+    duplicates(list(ids), [str(p) for p in image_paths], problems)
+    for p in image_paths:
+        if not os.path.isfile(p):
+            problems.add("missing image file", str(p))
+    for p in mask_paths or ():
+        if not os.path.isfile(p):
+            problems.add("missing mask file", str(p))
+    if split == "train":
+        for c in empty_classes(targets, class_names, task):
+            problems.add("class with no training image", c)
+    problems.raise_if_any()
+    images, masks = decode_images(list(image_paths), image_size, list(mask_paths) if mask_paths is not None else None,
+                                  source=source, desc=f"{Path(source).name or source} {split}", **decode_options(options))
+    return ImageDataset(images=images, targets=targets, class_names=list(class_names), ids=list(ids), task=task,
+                        masks=masks, source=source, extra={"split": split, "files": [str(p) for p in image_paths]})

@@ -1,0 +1,259 @@
+"""Image decoding: any file PIL reads -> uint8 RGB at a fixed size, validated, in parallel threads.
+
+Conversions (nothing that PIL can decode is rejected):
+- EXIF orientation is applied first (`ImageOps.exif_transpose`), so sizes are those of the upright image;
+- grayscale (L, 1), CMYK, YCbCr, LAB, HSV -> RGB;
+- RGBA, LA, PA and palette images with transparency are composited on WHITE (the background of a
+  scanned or exported figure; dropping alpha would turn transparent pixels into arbitrary colours);
+- 16-bit (I;16*, and I, read as a 16-bit range) -> 8 bit by ``round(v / 257)`` (65535 -> 255);
+  float (F) -> 8 bit by ``round(v * 255)`` when all values are in [0, 1], else clipped to [0, 255].
+Images are resized with PIL's bilinear filter, which antialiases when shrinking; masks with nearest
+neighbour. Large JPEGs are decoded at a reduced DCT scale (`Image.draft`) that keeps at least twice the
+target size, which is much faster and indistinguishable after the bilinear resize.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm.auto import tqdm
+
+from ._common import Problems
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own default Image.MAX_IMAGE_PIXELS (decompression bomb limit)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_limit_lock = threading.Lock()
+_limit_depth = 0
+_limit_saved: int | None = None
+
+
+class ImageReadError(Exception):
+    """One file cannot be used. ``kind`` groups files in the error message, ``detail`` says why."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind, self.detail = kind, detail
+
+
+@contextmanager
+def _own_pixel_limit():
+    # PIL's global limit would warn or raise at sizes the `max_pixels` option allows; while we decode,
+    # our own check in `open_image` replaces it. Re-entrant and thread-safe; restored at the end.
+    global _limit_depth, _limit_saved
+    with _limit_lock:
+        if _limit_depth == 0:
+            _limit_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _limit_depth += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_depth -= 1
+            if _limit_depth == 0:
+                Image.MAX_IMAGE_PIXELS = _limit_saved
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open (header only) and refuse files over ``max_pixels`` (width x height; 0 or None: no limit)."""
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise ImageReadError("missing file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"image over the pixel limit max_pixels={max_pixels}", str(e)) from None
+    except Exception as e:  # noqa: BLE001 - any failure to parse the header means an unusable file
+        raise ImageReadError("unreadable image", f"{type(e).__name__}: {e}") from None
+    w, h = img.size
+    if max_pixels and w * h > max_pixels:
+        img.close()
+        raise ImageReadError(f"image over the pixel limit max_pixels={max_pixels} (raise the option "
+                             f"max_pixels if you trust the file)", f"{w}x{h} = {w * h} pixels")
+    return img
+
+
+def _load(img: Image.Image) -> None:
+    try:
+        img.load()
+    except Exception as e:  # noqa: BLE001 - truncated data, bad chunks, codec errors alike
+        raise ImageReadError("unreadable or truncated image", f"{type(e).__name__}: {e}") from None
+
+
+def _sixteen_to_8bit(img: Image.Image) -> np.ndarray:
+    a = np.asarray(img).astype(np.float32)
+    return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """A loaded image in any mode -> RGB, upright (EXIF applied); see the module docstring."""
+    ImageOps.exif_transpose(img, in_place=True)
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in _SIXTEEN_BIT:
+        return Image.fromarray(_sixteen_to_8bit(img)).convert("RGB")
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        a = a * 255.0 if a.size and a.min() >= 0.0 and a.max() <= 1.0 else a
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "P" and "transparency" in img.info or mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _full_size(img: Image.Image) -> tuple[int, int]:
+    # Size of the upright image, read before a draft reduction (JPEG only: other formats may decode
+    # the whole file to find their EXIF block).
+    w, h = img.size
+    return (h, w) if img.getexif().get(0x0112) in _ROTATED else (w, h)
+
+
+def read_image(path: str | os.PathLike, size: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode one image to H x W x 3 uint8 RGB (``size`` x ``size`` when given).
+
+    Returns the array and the (width, height) of the upright full-resolution image. Raises
+    `ImageReadError` for a missing, unreadable or truncated file or one over ``max_pixels``.
+    """
+    with _own_pixel_limit():
+        img = open_image(path, max_pixels)
+        with img:
+            full = None
+            if size and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                full = _full_size(img)  # JPEG EXIF is in the header: no decoding yet
+                img.draft(img.mode, (2 * size, 2 * size))
+            _load(img)
+            rgb = to_rgb(img)
+            full = full or rgb.size
+            if size and rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8), full
+
+
+def read_mask(path: str | os.PathLike, size: int | None = None,
+              max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode one mask to H x W uint8 (nearest-neighbour resize): L values as stored, palette
+    images as their indices, 16-bit divided by 257, colour converted to L. Returns it and its
+    (width, height)."""
+    with _own_pixel_limit():
+        img = open_image(path, max_pixels)
+        with img:
+            _load(img)
+            ImageOps.exif_transpose(img, in_place=True)
+            full = img.size
+            if img.mode in ("L", "P"):
+                a = np.asarray(img, dtype=np.uint8)
+            elif img.mode in _SIXTEEN_BIT:
+                a = _sixteen_to_8bit(img)
+            else:
+                a = np.asarray(img.convert("L"), dtype=np.uint8)
+    if size and a.shape != (size, size):
+        a = np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.NEAREST))
+    return a, full
+
+
+def decode_images(paths: Sequence[str | os.PathLike], image_size: int | None,
+                  mask_paths: Sequence[str | os.PathLike] | None = None, *,
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS, num_workers: int | None = None,
+                  progress: bool = True, cache: bool | str = "auto", source: str = "",
+                  desc: str = "decoding") -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode all images (and masks) once, in threads, collecting every problem before raising.
+
+    Returns images N x S x S x 3 uint8 and masks N x S x S uint8 (or None). With ``image_size``
+    None every image must have the same size, which is kept. A mask must have the size of its
+    image. Problems (unreadable, truncated, over ``max_pixels``, size mismatches) raise one
+    `DataError` naming the files. ``cache`` ("auto": on above 500 images) keeps the decoded arrays
+    on disk (`medattn.data.cache`) keyed by the files' paths, sizes and times.
+    """
+    from . import cache as disk
+
+    n = len(paths)
+    use_cache = (n > 500) if cache == "auto" else bool(cache)
+    key = disk.cache_key([*paths, *(mask_paths or ())], image_size, f"{max_pixels}|{mask_paths is not None}") if use_cache else None
+    if key is not None:
+        hit = disk.load(key, n)
+        if hit is not None:
+            return hit
+    fixed = (image_size, image_size) if image_size else None
+    images = np.empty((n, *fixed, 3), dtype=np.uint8) if fixed else [None] * n
+    masks = None if mask_paths is None else (np.empty((n, *fixed), dtype=np.uint8) if fixed else [None] * n)
+
+    def work(i: int) -> tuple:
+        # Writes into the (preallocated) outputs; returns what went wrong, or ("ok", height x width).
+        try:
+            img, full = read_image(paths[i], image_size, max_pixels)
+        except ImageReadError as e:
+            return "image", e
+        images[i] = img
+        if masks is not None:
+            try:
+                mask, mfull = read_mask(mask_paths[i], image_size, max_pixels)
+            except ImageReadError as e:
+                return "mask", e
+            if mfull != full:
+                return "size", f"{mask_paths[i]} is {mfull[0]}x{mfull[1]}, image {paths[i]} is {full[0]}x{full[1]}"
+            masks[i] = mask
+        return "ok", img.shape[:2]
+
+    workers = max(1, int(num_workers or min(8, os.cpu_count() or 1)))
+    with _own_pixel_limit(), ThreadPoolExecutor(workers) as pool, \
+            tqdm(total=n, desc=desc, unit="img", disable=None if progress else True) as bar:
+        results = []
+        for r in pool.map(work, range(n)):
+            results.append(r)
+            bar.update(1)
+    problems = Problems(source)
+    for i, (status, what) in enumerate(results):
+        detail = f" ({what.detail})" if isinstance(what, ImageReadError) and what.detail else ""
+        if status == "image":
+            problems.add(what.kind, f"{paths[i]}{detail}")
+        elif status == "mask":
+            problems.add(f"mask: {what.kind}", f"{mask_paths[i]}{detail}")
+        elif status == "size":
+            problems.add("mask size different from its image", what)
+    problems.raise_if_any()
+    if fixed is None:
+        first = results[0][1] if n else (0, 0)
+        for i, (_, shape) in enumerate(results):
+            if shape != first:
+                problems.add(f"images of different sizes (the first, {paths[0]}, is {first[1]}x{first[0]}; "
+                             f"set image_size to resize them)", f"{paths[i]} is {shape[1]}x{shape[0]}")
+        problems.raise_if_any()
+        images = np.stack(images) if n else np.empty((0, 0, 0, 3), dtype=np.uint8)
+        if masks is not None:
+            masks = np.stack(masks) if n else np.empty((0, 0, 0), dtype=np.uint8)
+    if key is not None:
+        disk.save(key, images, masks)
+    return images, masks
+
+
+def list_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Image files (by extension, case-insensitive; hidden files left out) in ``folder``, sorted."""
+    folder = Path(folder)
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+
+
+def resize_images(images: np.ndarray, size: int, num_workers: int | None = None) -> np.ndarray:
+    """N x H x W x 3 uint8 -> N x size x size x 3 uint8 with PIL's antialiased bilinear filter."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        out[i] = np.asarray(Image.fromarray(images[i]).resize((size, size), Image.Resampling.BILINEAR))
+
+    with ThreadPoolExecutor(max(1, int(num_workers or min(8, os.cpu_count() or 1)))) as pool:
+        list(pool.map(work, range(len(images))))
+    return out
