@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = run_grid(base, grid, args.seeds, out, split=args.split, cells=args.cells, progress=not args.quiet)
     task = "multilabel" if "map" in rows[0] else "multiclass"
-    csv_path, md_path = write_summary(rows, out, task)
+    labels = {name: cell.get("label", name) for name, cell in grid.items()}
+    csv_path, md_path = write_summary(rows, out, task, labels)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
     return 0

@@ -32,8 +32,11 @@ def load_grid(name: str) -> dict[str, dict]:
 def cell_config(base: dict, cell: dict, seed: int) -> dict:
     cfg = copy.deepcopy(base)
     cfg["seed"] = int(seed)
+    # A cell of the base config's own model adds its options on top of the base options (e.g. the
+    # base config's adapter choice stays); a cell of another model (the baseline) starts from none.
+    base_options = dict(cfg["model"].get("options") or {}) if cell["model"] == cfg["model"]["name"] else {}
     cfg["model"]["name"] = cell["model"]
-    cfg["model"]["options"] = dict(cell.get("options") or {})
+    cfg["model"]["options"] = {**base_options, **dict(cell.get("options") or {})}
     for item in cell.get("set", []):
         cfg = merge(cfg, parse_override(item))
     return cfg
@@ -74,8 +77,11 @@ COLUMNS = {
 }
 
 
-def summarise(rows: list[dict], task: str = "multiclass") -> tuple[list[dict], str]:
-    """Mean and std over seeds per cell: (rows for CSV, markdown table in the layout of Table 2)."""
+def summarise(rows: list[dict], task: str = "multiclass", labels: dict[str, str] | None = None) -> tuple[list[dict], str]:
+    """Mean and std over seeds per cell: (rows for CSV, markdown table in the layout of Table 2).
+
+    ``labels`` maps a cell name to its row label (the grid's ``"label"``; default the cell name)."""
+    labels = labels or {}
     cols = COLUMNS[task]
     cells: dict[str, list[dict]] = {}
     for r in rows:
@@ -91,13 +97,15 @@ def summarise(rows: list[dict], task: str = "multiclass") -> tuple[list[dict], s
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
             cells_md.append(f"{mean:.4f} ± {std:.4f}")
         table_rows.append(row)
-        lines.append(f"| {name} | " + " | ".join(cells_md) + f" | {len(runs)} |")
+        lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells_md) + f" | {len(runs)} |")
     return table_rows, "\n".join(lines)
 
 
-def write_summary(rows: list[dict], out: Path, task: str = "multiclass") -> tuple[Path, Path]:
-    """Write ``OUT/ablation.csv`` (one row per run and per-cell means) and ``OUT/ablation.md``."""
-    table_rows, md = summarise(rows, task)
+def write_summary(rows: list[dict], out: Path, task: str = "multiclass",
+                  labels: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """Write ``OUT/ablation_runs.csv`` (one row per run), ``OUT/ablation.csv`` (per-cell mean and std)
+    and ``OUT/ablation.md``."""
+    table_rows, md = summarise(rows, task, labels)
     keys = [k for _, k in COLUMNS[task]]
     with open(out / "ablation_runs.csv", "w", newline="") as f:
         w = csv.writer(f)
