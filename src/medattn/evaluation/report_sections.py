@@ -1,0 +1,181 @@
+"""Sections of the run report: metrics, one section per split, training, robustness, saliency.
+
+Each function returns the section's HTML body and writes its figures (PNG) into ``fig_dir``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.evaluate import HEADLINE
+from ..metrics.calibration import expected_calibration_error, reliability_curve
+from . import report_figures as F
+from . import report_html as H
+
+_ISIC2017 = ["isic2017.melanoma.auc", "isic2017.seborrheic_keratosis.auc", "isic2017.mean_auc"]
+_PER_CLASS = {
+    "multiclass": [("n_positive", "n"), ("auc", "AUC"), ("ap", "AP"), ("sensitivity", "sensitivity@0.5"),
+                   ("specificity", "specificity@0.5"), ("recall_argmax", "recall (argmax)"),
+                   ("precision_argmax", "precision (argmax)"), ("f1_argmax", "F1 (argmax)")],
+    "multilabel": [("n_positive", "n"), ("auc", "AUC"), ("ap", "AP"), ("precision", "precision"),
+                   ("recall", "recall"), ("f1", "F1"), ("threshold", "threshold")],
+}
+
+
+def file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _get(metrics: dict, name: str):
+    node = metrics
+    for part in name.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def metrics_section(metrics: dict[str, dict], task: str) -> str:
+    """Headline metrics (rows) of every split (columns), with 95% bootstrap intervals."""
+    names = list(HEADLINE[task])
+    if any("isic2017" in m for m in metrics.values()):
+        names += _ISIC2017
+    splits = list(metrics)
+    rows = [["images scored", *[H.number(metrics[s].get("n")) for s in splits]]]
+    for name in names:
+        rows.append([H.esc(name), *[H.with_ci(_get(metrics[s], name), metrics[s].get("ci95", {}).get(name))
+                                    for s in splits]])
+    has_ci = any("ci95" in m for m in metrics.values())
+    text = ("Grey brackets: 95% percentile bootstrap interval over images (resampled within each class for "
+            "multi-class sets)." if has_ci else "No bootstrap intervals were computed.")
+    return H.table(["metric", *splits], rows) + H.note(text)
+
+
+def split_section(pred, metrics: dict, class_names: list[str], task: str, fig_dir: Path) -> str:
+    """Per-class table, confusion matrix, ROC / PR curves and reliability diagram of one split."""
+    lab = pred.labeled
+    parts = [H.note(f"{len(pred.ids)} images, {int(lab.sum())} labeled.")]
+    if not lab.any():
+        return parts[0] + H.note("No labeled image: nothing to score.")
+    onehot, probs = pred.onehot[lab], pred.probs[lab]
+    per_class = metrics.get("per_class", {})
+    cols = _PER_CLASS[task]
+    rows = [[H.esc(c), *[H.number(per_class.get(c, {}).get(key)) for key, _ in cols]] for c in class_names]
+    parts.append("<h3>Per class</h3>" + H.table(["class", *[label for _, label in cols]], rows))
+
+    tag = file_safe(pred.split)
+    figs = []
+    if task == "multiclass":
+        cm = metrics.get("confusion_matrix")
+        if cm is None:
+            cm = np.zeros((len(class_names),) * 2, np.int64)
+            np.add.at(cm, (np.argmax(onehot, 1), np.argmax(probs, 1)), 1)
+        F.save(F.confusion_figure(np.asarray(cm), class_names, f"Confusion matrix ({pred.split})"),
+               fig_dir / f"confusion_{tag}.png")
+        figs.append(H.figure(f"confusion_{tag}.png", "Rows: true class; columns: argmax prediction.",
+                             f"confusion matrix {pred.split}"))
+        y_cal, p_cal, xlabel = np.argmax(onehot, 1), probs, "confidence (top-class probability)"
+    else:
+        parts.append("<h3>Per-label decisions at the threshold</h3>" + _label_counts(onehot, probs, class_names,
+                                                                                     per_class))
+        y_cal, p_cal, xlabel = onehot.ravel(), probs.ravel(), "confidence (labels pooled)"
+    ece = expected_calibration_error(y_cal, p_cal)
+    curve = reliability_curve(y_cal, p_cal)
+    F.save(F.reliability_figure(curve["confidence"], curve["accuracy"], curve["counts"], curve["bin_edges"], ece,
+                                pred.split, xlabel), fig_dir / f"reliability_{tag}.png")
+    figs.append(H.figure(f"reliability_{tag}.png", f"Reliability diagram, 15 bins; ECE = {ece:.3f}.",
+                         f"reliability diagram {pred.split}"))
+    auc = [per_class.get(c, {}).get("auc", np.nan) for c in class_names]
+    ap = [per_class.get(c, {}).get("ap", np.nan) for c in class_names]
+    F.save(F.roc_pr_figure(onehot, probs, class_names, auc, ap), fig_dir / f"roc_pr_{tag}.png")
+    parts.append("<h3>Confusion and calibration</h3>" if task == "multiclass" else "<h3>Calibration</h3>")
+    parts.append('<div class="figs">' + "".join(figs) + "</div>")
+    parts.append("<h3>ROC and precision-recall curves</h3>" + H.figure(
+        f"roc_pr_{tag}.png", "One-vs-rest per class; AUC and AP from the metrics above.", f"ROC and PR {pred.split}"))
+    return "".join(parts)
+
+
+def _label_counts(onehot: np.ndarray, probs: np.ndarray, class_names: list[str], per_class: dict) -> str:
+    rows = []
+    for c, name in enumerate(class_names):
+        thr = per_class.get(name, {}).get("threshold", 0.5)
+        y, p = onehot[:, c] > 0.5, probs[:, c] >= thr
+        rows.append([H.esc(name), *[str(int(v)) for v in ((y & p).sum(), (~y & p).sum(), (y & ~p).sum(),
+                                                           (~y & ~p).sum())]])
+    return H.table(["label", "TP", "FP", "FN", "TN"], rows)
+
+
+def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> str:
+    """Training curves of every loss term and the validation metrics, and the per-epoch table."""
+    if not log:
+        return H.note("No metrics.jsonl in the run directory.")
+    val_names = [m for m in HEADLINE[task] if any(isinstance(e.get("val", {}).get(m), (int, float)) for e in log)]
+    if select not in val_names and any(isinstance(_get(e.get("val", {}), select), (int, float)) for e in log):
+        val_names.insert(0, select)
+    F.save(F.training_curves_figure(log, select, val_names), fig_dir / "training.png")
+    terms = list(dict.fromkeys(k for e in log for k in e.get("train", {})))
+    rows = []
+    for e in log:
+        mark = " *" if e.get("selected") else ""
+        rows.append([f"{e['epoch'] + 1}{mark}", *[H.number(e.get("train", {}).get(t), 4) for t in terms],
+                     *[H.number(_get(e.get("val", {}), m)) for m in val_names], f"{e.get('lr', float('nan')):.2e}",
+                     H.number(e.get("seconds"), 1)])
+    header = ["epoch", *[f"train {t}" for t in terms], *[f"val {m}" for m in val_names], "lr", "seconds"]
+    return (H.figure("training.png", "Every loss term logged during training (mean per epoch), validation "
+                     "metrics and learning rate; dashed red line: the selected epoch.", "training curves")
+            + "<h3>Per epoch</h3>" + H.table(header, rows)
+            + H.note(f"* marks an epoch whose weights improved the selection metric ({H.esc(select)})."))
+
+
+def robustness_section(result: dict, fig_dir: Path, stem: str) -> str:
+    """The robustness table (change against the clean images) and plot."""
+    from .robustness import headline
+    from .robustness_plot import save_robustness_plot
+
+    names = result["headline"]
+    clean = headline(result["clean"]["metrics"], names)
+    rows = [["clean", *[H.number(clean.get(n)) for n in names], ""]]
+
+    def row(label: str, node: dict, flip) -> list[str]:
+        head = headline(node["metrics"], names)
+        cells = [f"{H.number(head.get(n))} {H.signed(head[n] - clean[n]) if n in head and n in clean else ''}"
+                 for n in names]
+        return [H.esc(label), *cells, "" if flip is None else f"{100 * flip:.1f}%"]
+
+    for node in result["noise"]:
+        rows.append(row(f"noise sigma={node['sigma']:g}", node, node["flip_fraction"]))
+    for key, node in (result.get("background") or {}).items():
+        rows.append(row("background swap" if key == "swap" else key.replace("artifact_", "artifacts: "), node,
+                        node["flip_fraction"]))
+    if result.get("shift"):
+        rows.append(row(f"shifted split ({result['shift']['split']})", result["shift"], None))
+    png = f"{file_safe(stem)}.png"
+    save_robustness_plot(result, fig_dir / png)
+    notes = [f"{result['n_images']} images of split {H.esc(result.get('split', '?'))}; Gaussian noise on the [0, 1] "
+             f"scale (seed {result['seed']}); 'flipped' = share of predictions that differ from the clean image's."]
+    if result.get("background_note"):
+        notes.append(f"Background conditions skipped: {H.esc(result['background_note'])}.")
+    return (H.table(["condition", *names, "flipped"], rows) + "".join(H.note(n) for n in notes)
+            + H.figure(png, "Metrics and flipped predictions against the noise level; change of "
+                       f"{H.esc(names[0])} under the background conditions.", "robustness plot"))
+
+
+_SALIENCY_COLS = [("convex_hull", "dice"), ("convex_hull", "iou"), ("convex_hull", "hd95_pct"), ("otsu", "dice"),
+                  ("otsu", "hd95_pct"), ("continuous", "ssim"), ("continuous", "pointing_game"),
+                  ("continuous", "energy_inside")]
+
+
+def saliency_section(summary: dict) -> str:
+    """Agreement of each map with the lesion masks (means with 95% intervals)."""
+    maps = summary.get("maps", {})
+    rows = []
+    for name, node in maps.items():
+        cells = []
+        for group, metric in _SALIENCY_COLS:
+            v = (node.get(group) or {}).get(metric)
+            cells.append("n/a" if v is None else H.with_ci(v.get("mean"), v.get("ci95")))
+        rows.append([H.esc(name), *cells])
+    text = (f"{summary.get('n_scored', '?')} images of split {H.esc(summary.get('split', '?'))} scored against their "
+            f"lesion masks; maps explain the {H.esc(summary.get('explain_class', 'predicted'))} class. Convex hull of "
+            f"the map >= {summary.get('hull_threshold', 0.5)}; HD95 in % of the image diagonal.")
+    return H.table(["map", *[f"{g.replace('_', ' ')} {m}" for g, m in _SALIENCY_COLS]], rows) + H.note(text)

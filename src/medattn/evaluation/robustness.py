@@ -1,0 +1,199 @@
+"""Robustness of a trained model: Gaussian noise, background swap, painted artifacts, a shifted split.
+
+``evaluate_robustness`` runs the model over perturbed copies of a split (see
+``medattn.evaluation.perturbations``) and returns, for every condition, all metrics
+(``medattn.engine.evaluate.compute_metrics``: ISIC metrics for multi-class sets, CP/CR/CF1/OP/OR/OF1/mAP
+for multi-label ones), the change of the headline metrics against the clean images, and the fraction
+of predictions that flip. A prediction is the argmax class (multi-class) or the set of labels with
+probability >= 0.5 (multi-label); it flips when it differs from the clean image's. Metrics use the
+labeled images; flips count every image. ``write_robustness`` saves the result as JSON, a markdown
+table and a plot (``medattn.evaluation.robustness_plot``).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.dataset import ImageDataset
+from ..engine.evaluate import HEADLINE, compute_metrics
+from ..engine.inference import predict_proba, probabilities
+from ..engine.precision import Precision
+from .perturbations import DEFAULT_ARTIFACTS, add_artifacts, gaussian_noise, swap_background
+
+SIGMAS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.05, 0.1)
+"""Noise levels of the SIBnet protocol (standard deviation on the [0, 1] image scale)."""
+
+
+@torch.no_grad()
+def predict_noisy(model: torch.nn.Module, images: np.ndarray, sigma: float, seed: int = 0, batch_size: int = 64,
+                  task: str = "multiclass", precision: Precision | None = None) -> np.ndarray:
+    """Probabilities (N, K) float64 of uint8 N x H x W x 3 images with N(0, sigma^2) noise on [0, 1].
+
+    The noisy batch goes to the model as float, without rounding to uint8.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            noisy = gaussian_noise(images[start:start + batch_size], sigma, seed, offset=start)
+            x = torch.from_numpy(noisy).permute(0, 3, 1, 2).contiguous().to(device)
+            with precision.autocast() if precision is not None else contextlib.nullcontext():
+                logits = model(x)
+            out.append(probabilities(logits, task).double().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, getattr(model, "num_classes", 0)))
+
+
+def decisions(probs: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
+    """Multi-class: (N,) argmax class; multi-label: (N, K) bool labels at or above ``threshold``."""
+    return probs >= threshold if task == "multilabel" else np.argmax(probs, axis=1)
+
+
+def flip_fraction(clean: np.ndarray, perturbed: np.ndarray, task: str) -> float:
+    """Share of images whose prediction (see ``decisions``) changed; probabilities are (N, K)."""
+    a, b = decisions(clean, task), decisions(perturbed, task)
+    changed = (a != b).any(axis=1) if task == "multilabel" else a != b
+    return float(changed.mean()) if len(changed) else float("nan")
+
+
+def headline(metrics: dict, names: Sequence[str]) -> dict[str, float]:
+    """The named top-level metrics that are numbers (missing ones are left out)."""
+    return {n: float(metrics[n]) for n in names if isinstance(metrics.get(n), (int, float))}
+
+
+def _condition(dataset: ImageDataset, probs: np.ndarray, clean: np.ndarray | None, names: Sequence[str],
+               clean_headline: dict[str, float] | None) -> dict:
+    lab = dataset.labeled
+    metrics = compute_metrics(dataset.targets[lab], probs[lab], dataset.class_names, dataset.task)
+    node = {"metrics": metrics}
+    if clean is not None:
+        head = headline(metrics, names)
+        node["delta"] = {k: head[k] - v for k, v in clean_headline.items() if k in head}
+        node["flip_fraction"] = flip_fraction(clean, probs, dataset.task)
+        node["mean_abs_probability_change"] = float(np.abs(probs - clean).mean())
+    return node
+
+
+def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas: Sequence[float] = SIGMAS,
+                        artifacts: Sequence[str] = DEFAULT_ARTIFACTS, shifted: ImageDataset | None = None,
+                        shifted_split: str = "test_shifted", seed: int = 0, batch_size: int = 64,
+                        precision: Precision | None = None, progress: bool = False) -> dict:
+    """Metrics of ``model`` on ``dataset`` under noise, background swap, artifacts and a shifted split.
+
+    Args:
+        model: a medattn model (``forward(x) -> logits`` on [0, 1] batches), any device.
+        dataset: the split; lesion masks enable the background conditions (else they are skipped
+            and ``background_note`` says why).
+        sigmas: noise standard deviations on the [0, 1] scale.
+        artifacts: artifact names painted outside the lesion, one condition each, plus all together.
+        shifted: optional second split with the same classes (e.g. the synthetic ``test_shifted``).
+        seed: seed of the noise, the donor draw and the artifacts.
+
+    Returns:
+        A JSON-ready dict: ``clean``, ``noise`` (one entry per sigma), ``background`` (or None),
+        ``shift`` (or None); see ``docs/evaluation.md``.
+    """
+    task = dataset.task
+    if not dataset.labeled.any():
+        raise ValueError(f"{dataset.source or 'the split'} has no labeled image; robustness needs labels")
+    if shifted is not None and shifted.class_names != dataset.class_names:
+        raise ValueError(f"the shifted split's classes {shifted.class_names} differ from {dataset.class_names}")
+    names = HEADLINE[task]
+    run = lambda images: predict_proba(model, images, batch_size, task=task, precision=precision)  # noqa: E731
+    steps = len(sigmas) + 1 + (len(artifacts) + 2 if dataset.masks is not None else 0) + (shifted is not None)
+    bar = tqdm(total=steps, desc="robustness", disable=not progress, leave=False)
+
+    clean_probs = run(dataset.images)
+    clean = _condition(dataset, clean_probs, None, names, None)
+    clean_head = headline(clean["metrics"], names)
+    bar.update()
+    result = {"task": task, "class_names": list(dataset.class_names), "n_images": len(dataset),
+              "n_labeled": int(dataset.labeled.sum()), "seed": seed, "headline": list(names), "clean": clean,
+              "noise": [], "background": None, "background_note": None, "shift": None}
+    for sigma in sigmas:
+        probs = predict_noisy(model, dataset.images, float(sigma), seed, batch_size, task, precision)
+        result["noise"].append({"sigma": float(sigma), **_condition(dataset, probs, clean_probs, names, clean_head)})
+        bar.update()
+
+    if dataset.masks is None:
+        result["background_note"] = "the split has no lesion masks"
+    else:
+        groups = dataset.targets if task == "multiclass" else None
+        swapped, donors = swap_background(dataset.images, dataset.masks, seed, groups=groups)
+        background = {"swap": _condition(dataset, run(swapped), clean_probs, names, clean_head)}
+        background["swap"]["donor_other_class"] = (
+            float(np.mean(groups[donors] != groups)) if groups is not None else None)
+        bar.update()
+        combos = [[a] for a in artifacts] + ([list(artifacts)] if len(artifacts) > 1 else [])
+        for combo in combos:
+            painted = add_artifacts(dataset.images, dataset.masks, combo, seed)
+            key = "artifact_" + ("all" if len(combo) > 1 else combo[0])
+            background[key] = _condition(dataset, run(painted), clean_probs, names, clean_head)
+            background[key]["artifacts"] = combo
+            bar.update()
+        result["background"] = background
+
+    if shifted is not None:
+        probs = run(shifted.images)
+        node = _condition(shifted, probs, None, names, None)
+        node["delta"] = {k: v - clean_head[k] for k, v in headline(node["metrics"], names).items() if k in clean_head}
+        result["shift"] = {"split": shifted_split, "n_images": len(shifted), **node}
+        bar.update()
+    bar.close()
+    return result
+
+
+def _rows(result: dict) -> list[tuple[str, dict, float | None]]:
+    """(condition label, headline metrics, flip fraction) for the table and the plot."""
+    names = result["headline"]
+    rows = [("clean", headline(result["clean"]["metrics"], names), None)]
+    for node in result["noise"]:
+        rows.append((f"noise sigma={node['sigma']:g}", headline(node["metrics"], names), node["flip_fraction"]))
+    for key, node in (result["background"] or {}).items():
+        label = "background swap" if key == "swap" else key.replace("_", ": ", 1)
+        rows.append((label, headline(node["metrics"], names), node["flip_fraction"]))
+    if result["shift"]:
+        rows.append((f"shifted split ({result['shift']['split']})", headline(result["shift"]["metrics"], names), None))
+    return rows
+
+
+def robustness_table(result: dict) -> str:
+    """A markdown table: one row per condition, headline metrics (change vs clean) and flip fraction."""
+    names = result["headline"]
+    clean = headline(result["clean"]["metrics"], names)
+    lines = ["| condition | " + " | ".join(names) + " | flipped |", "|---" * (len(names) + 2) + "|"]
+    for label, head, flip in _rows(result):
+        cells = []
+        for n in names:
+            if n not in head:
+                cells.append("n/a")
+            elif label == "clean" or n not in clean:
+                cells.append(f"{head[n]:.4f}")
+            else:
+                cells.append(f"{head[n]:.4f} ({head[n] - clean[n]:+.4f})")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if flip is None else f'{flip:.1%}'} |")
+    return "\n".join(lines)
+
+
+def write_robustness(result: dict, out: str | Path) -> tuple[Path, Path, Path]:
+    """Write ``out`` (JSON), the table beside it (``.md``) and the plot (``.png``); returns the three paths."""
+    import json
+
+    from ..engine.checkpoint import atomic_write_text
+    from .robustness_plot import save_robustness_plot
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(result, indent=1, default=float))
+    md = out.with_suffix(".md")
+    atomic_write_text(md, f"# Robustness ({result['n_images']} images)\n\n{robustness_table(result)}\n")
+    png = save_robustness_plot(result, out.with_suffix(".png"))
+    return out, md, png
