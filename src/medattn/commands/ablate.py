@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a base config value (repeatable), e.g. --set train.epochs=3")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cells", nargs="+", help="only these cells of the grid (default: all)")
-    p.add_argument("--split", default="test", help="split to report (default test)")
+    p.add_argument("--splits", nargs="+", default=None,
+                   help="splits to report (default: the base config's data.test_splits)")
     p.add_argument("--out", default=None, help="output folder (default runs/ablate_<grid>); rerun to resume")
     p.add_argument("--list", action="store_true", help="print the grid and exit")
     p.add_argument("--quiet", action="store_true")
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     base = load_config(args.config, args.overrides)
     out = Path(args.out or f"runs/ablate_{args.grid}")
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_grid(base, grid, args.seeds, out, split=args.split, cells=args.cells, progress=not args.quiet)
+    rows = run_grid(base, grid, args.seeds, out, splits=args.splits or base["data"]["test_splits"], cells=args.cells, progress=not args.quiet)
     task = "multilabel" if "map" in rows[0] else "multiclass"
     labels = {name: cell.get("label", name) for name, cell in grid.items()}
     csv_path, md_path = write_summary(rows, out, task, labels)

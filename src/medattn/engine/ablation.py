@@ -42,19 +42,21 @@ def cell_config(base: dict, cell: dict, seed: int) -> dict:
     return cfg
 
 
-def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, split: str = "test",
+def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, splits: list[str] | str = "test",
              cells: list[str] | None = None, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
-    """Train and evaluate every (cell, seed) not finished yet; returns one row per finished run."""
+    """Train every (cell, seed) not finished yet and evaluate it on ``splits``; returns one row per
+    (cell, seed, split) with the split's metrics and ``"split"``."""
     from .trainer import Trainer
 
+    splits = [splits] if isinstance(splits, str) else list(splits)
     rows = []
     for name in cells or list(grid):
         if name not in grid:
             raise KeyError(f"cell {name!r} is not in the grid ({', '.join(grid)})")
         for seed in seeds:
             run_dir = out / name / f"seed{seed}"
-            result = run_dir / f"eval_{split}.json"
-            if not result.exists():
+            results = {s: run_dir / f"eval_{s}.json" for s in splits}
+            if not all(r.exists() for r in results.values()):
                 resume = (run_dir / "last.safetensors").exists()
                 log(f"[{name} seed {seed}] {'resuming' if resume else 'training'} -> {run_dir}")
                 cfg = cell_config(base, grid[name], seed)
@@ -64,10 +66,12 @@ def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, spl
                     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
                 trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, log=log)
                 trainer.fit()
-                trainer.evaluate_splits([split])
+                trainer.evaluate_splits(splits)
             else:
                 log(f"[{name} seed {seed}] done already, skipped")
-            rows.append({"cell": name, "seed": seed, "run_dir": str(run_dir), **json.loads(result.read_text())})
+            for split, result in results.items():
+                rows.append({"cell": name, "seed": seed, "split": split, "run_dir": str(run_dir),
+                             **json.loads(result.read_text())})
     return rows
 
 
@@ -103,18 +107,23 @@ def summarise(rows: list[dict], task: str = "multiclass", labels: dict[str, str]
 
 def write_summary(rows: list[dict], out: Path, task: str = "multiclass",
                   labels: dict[str, str] | None = None) -> tuple[Path, Path]:
-    """Write ``OUT/ablation_runs.csv`` (one row per run), ``OUT/ablation.csv`` (per-cell mean and std)
-    and ``OUT/ablation.md``."""
-    table_rows, md = summarise(rows, task, labels)
+    """Write ``OUT/ablation_runs.csv`` (one row per run and split), ``OUT/ablation.csv`` (per split and
+    cell: mean and std over seeds) and ``OUT/ablation.md`` (one Table 2 per split)."""
     keys = [k for _, k in COLUMNS[task]]
+    splits = list(dict.fromkeys(r.get("split", "test") for r in rows))
     with open(out / "ablation_runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["cell", "seed", *keys])
+        w.writerow(["cell", "seed", "split", *keys])
         for r in rows:
-            w.writerow([r["cell"], r["seed"], *[r.get(k, "") for k in keys]])
+            w.writerow([r["cell"], r["seed"], r.get("split", "test"), *[r.get(k, "") for k in keys]])
+    all_rows, md = [], []
+    for split in splits:
+        table_rows, table_md = summarise([r for r in rows if r.get("split", "test") == split], task, labels)
+        all_rows += [{"split": split, **r} for r in table_rows]
+        md += [f"### {split}", "", table_md, ""]
     with open(out / "ablation.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table_rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(all_rows[0]))
         w.writeheader()
-        w.writerows(table_rows)
-    (out / "ablation.md").write_text(md + "\n")
+        w.writerows(all_rows)
+    (out / "ablation.md").write_text("\n".join(md))
     return out / "ablation.csv", out / "ablation.md"

@@ -1,0 +1,147 @@
+"""ISIC 2017 Part 3 results table: every registered method under one protocol, resumable.
+
+Protocol (configs/isic2017_baseline.yaml, which every method preset inherits): tf_efficientnet_lite0
+with its offline ImageNet weights, 224 px from ../shared/data/isic2017_256, the same augmentation,
+epochs, AdamW schedule and batch size; train on train, select the epoch on val (mean AUC of the two
+ISIC 2017 tasks), report on test once. Each (method, seed) is a normal run directory
+``OUT/runs/<method>/seed<k>``: finished runs are skipped, interrupted ones resume from their last
+checkpoint, so the table can be built over several sittings.
+
+    python benchmarks/isic2017.py                                   # everything (hours on 2 CPU cores)
+    python benchmarks/isic2017.py --methods baseline biigma --seeds 0
+    python benchmarks/isic2017.py --table-only                      # rebuild the table from finished runs
+
+Writes ``benchmarks/results/isic2017.json`` (per-run metrics, training time, test bootstrap CIs) and
+``benchmarks/results/isic2017.md`` (the paper's Table 1 layout: per task F1 / accuracy / recall /
+precision, plus AUC, AP, sensitivity at 80% specificity; then 3-class balanced accuracy and macro AUC).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medattn.config import load_config
+from medattn.engine.ablation import run_grid
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = {  # method -> preset; the presets differ from isic2017_baseline only in their model section
+    "baseline": "isic2017_baseline",
+    "se": "isic2017_se",
+    "cbam": "isic2017_cbam",
+    "soft_attention": "isic2017_softattn",
+    "sibnet": "isic2017_sibnet",
+    "biigma": "isic2017_biigma",
+}
+TASKS = {"melanoma": "Melanoma", "seborrheic_keratosis": "SK"}
+TASK_COLUMNS = [("F1", "f1"), ("Acc", "accuracy"), ("Rec", "recall"), ("Prec", "precision"), ("AUC", "auc"),
+                ("AP", "ap"), ("Sens@80%Spec", "sensitivity_at_80_specificity")]
+
+
+def method_cell(method: str) -> dict:
+    model = load_config(METHODS[method])["model"]
+    return {"model": model["name"], "options": dict(model.get("options") or {})}
+
+
+def training_seconds(run_dir: Path) -> tuple[float, float]:
+    """(training seconds, seconds spent waiting for data), summed over the epochs of metrics.jsonl."""
+    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return sum(e.get("seconds", 0.0) for e in log), sum(e.get("data_wait_seconds", 0.0) for e in log)
+
+
+def _mean_std(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1:
+        return f"{v[0]:.4f}"
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
+
+
+def _ci(run: dict, key: str) -> str:
+    ci = run.get("ci95", {}).get(key)
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: Table 1 layout per task (mean ± std over seeds), then the 3-class and cost columns."""
+    by_method: dict[str, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["cell"], []).append(r)
+    lines = []
+    for task, label in TASKS.items():
+        lines += [f"**{label} vs rest** (test, n = 600)", "",
+                  "| Method | seeds | " + " | ".join(c for c, _ in TASK_COLUMNS) + " |",
+                  "|---|---|" + "---|" * len(TASK_COLUMNS)]
+        for method, runs in by_method.items():
+            cells = [_mean_std([r["isic2017"][task][k] for r in runs]) for _, k in TASK_COLUMNS]
+            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["**3-class and cost** (test; CI: 95% bootstrap interval of the first seed's run)", "",
+              "| Method | seeds | mean AUC (2 tasks) | balanced accuracy | macro AUC | train min / run | data wait |",
+              "|---|---|---|---|---|---|---|"]
+    for method, runs in by_method.items():
+        first = runs[0]
+        wait = sum(r["data_wait_seconds"] for r in runs) / max(sum(r["train_seconds"] for r in runs), 1e-9)
+        lines.append(f"| {method} | {len(runs)} | {_mean_std([r['isic2017']['mean_auc'] for r in runs])}"
+                     f"{_ci(first, 'isic2017.mean_auc')} | "
+                     f"{_mean_std([r['balanced_accuracy'] for r in runs])}{_ci(first, 'balanced_accuracy')} | "
+                     f"{_mean_std([r['macro_auc'] for r in runs])}{_ci(first, 'macro_auc')} | "
+                     f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f} | {100 * wait:.1f}% |")
+    return "\n".join(lines)
+
+
+def finished_rows(out: Path, methods: list[str]) -> list[dict]:
+    rows = []
+    for method in methods:
+        for run_dir in sorted((out / "runs" / method).glob("seed*")):
+            result = run_dir / "eval_test.json"
+            if result.is_file():
+                train_s, wait_s = training_seconds(run_dir)
+                rows.append({"cell": method, "seed": int(run_dir.name[4:]), "run_dir": str(run_dir),
+                             "train_seconds": train_s, "data_wait_seconds": wait_s, **json.loads(result.read_text())})
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="seeds for every chosen method (default: 0 1 2 for baseline and biigma, 0 for the rest)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the shared protocol (applied to every method), e.g. data.root=DIR")
+    p.add_argument("--out", type=Path, default=Path("runs/benchmark_isic2017"),
+                   help="where the run directories go (default runs/benchmark_isic2017)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where isic2017.json/.md go")
+    p.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args()
+
+    if not args.table_only:
+        base = load_config("isic2017_baseline", args.overrides)
+        grid = {m: method_cell(m) for m in args.methods}
+        for method in args.methods:
+            seeds = args.seeds if args.seeds is not None else ([0, 1, 2] if method in ("baseline", "biigma") else [0])
+            run_grid(base, grid, seeds, args.out / "runs", splits=["test"], cells=[method], progress=not args.quiet)
+    rows = finished_rows(args.out, args.methods)
+    if not rows:
+        print("no finished runs yet")
+        return 1
+    md = table(rows)
+    args.results.mkdir(parents=True, exist_ok=True)
+    keep = ("cell", "seed", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
+            "macro_ap", "accuracy", "ci95")
+    record = {"machine": f"{platform.processor() or platform.machine()} ({platform.platform()})",
+              "date": time.strftime("%Y-%m-%d"), "protocol": "configs/isic2017_baseline.yaml",
+              "overrides": args.overrides, "runs": [{k: r[k] for k in keep if k in r} for r in rows]}
+    (args.results / "isic2017.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.results / "isic2017.md").write_text(md + "\n")
+    print(md)
+    print(f"\nwrote {args.results / 'isic2017.json'} and {args.results / 'isic2017.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
