@@ -61,7 +61,7 @@ def test_resume_equals_straight_run(tmp_path, data):
 
 
 def test_run_dir_is_complete_and_loadable(tmp_path, data):
-    trainer = _fit(tiny_config(), tmp_path / "run", data)
+    _fit(tiny_config(), tmp_path / "run", data)
     for name in ("config.yaml", "classes.json", "best.safetensors", "best.json", "last.safetensors", "metrics.jsonl"):
         assert (tmp_path / "run" / name).is_file(), name
     log = _log(tmp_path / "run")

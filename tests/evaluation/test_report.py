@@ -153,8 +153,11 @@ def test_report_has_every_section_and_loadable_figures(fake_report, capsys):
     assert page == run / "report" / "index.html"
     tags = parse(page)
     ids = [a["id"] for t, a in tags.tags if t == "section"]
-    assert ids == ["run", "metrics", "split-test", "split-val", "training", "attention", "robustness_test",
+    assert ids == ["run", "metrics", "split-test", "split-val", "robustness_test", "training", "attention",
                    "saliency_test"]
+    nav = [a["href"] for t, a in tags.tags if t == "a"]
+    assert nav == [f"#{i}" for i in ids]
+    assert "<h2>Robustness: test</h2>" in page.read_text() and "<h2>Saliency: test</h2>" in page.read_text()
     srcs = check_images(page, tags)
     assert set(srcs) == {"confusion_test.png", "confusion_val.png", "reliability_test.png", "reliability_val.png",
                          "roc_pr_test.png", "roc_pr_val.png", "training.png", "robustness_test.png"}
@@ -208,6 +211,19 @@ def test_multilabel_report_and_bad_prediction_csv(tmp_path):
         write_report(tmp_path)
 
 
+def test_training_curves_leave_out_a_total_equal_to_the_only_term():
+    from medattn.evaluation.report_figures import training_curves_figure
+
+    def titles(log):
+        return [ax.get_title() for ax in training_curves_figure(log, "accuracy", ["accuracy"]).axes if ax.axison]
+
+    log = [{"epoch": e, "train": {"total": 1.0 / (e + 1), "ce": 1.0 / (e + 1)}, "val": {"accuracy": 0.5}, "lr": 0.1}
+           for e in range(3)]
+    assert titles(log) == ["train ce", "validation", "learning rate"]
+    log[1]["train"]["total"] += 0.5  # another term is in the total (not logged): keep both curves
+    assert titles(log) == ["train total", "train ce", "validation", "learning rate"]
+
+
 def test_report_of_a_saved_run_has_overlays_of_right_and_wrong_predictions(tmp_path):
     import medattn
     from medattn.engine.data import read_split
@@ -230,36 +246,69 @@ def test_report_of_a_saved_run_has_overlays_of_right_and_wrong_predictions(tmp_p
     right = (np.argmax(probs, 1) == data.targets)
     assert len(overlays) == min(2, right.sum()) + min(2, (~right).sum())
     text = page.read_text()
-    assert text.count('<span class="tag right">right</span>') == sum(s.startswith("overlay_test_right") for s in overlays)
+    n_right = sum(s.startswith("overlay_test_right") for s in overlays)
+    assert text.count('<span class="tag right">right</span>') == n_right
     no_network(tags, page)
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium for a headless render")
+CHROMIUM = shutil.which("chromium")
+# Written into a copy of the page: after every image has loaded or failed, each <img> gets its natural
+# width (0 when the file did not load), each section that is wider than its box is marked, and the body
+# gets the number of images and the document's width.
+PROBE = """<script>window.addEventListener('load', () => {
+  for (const im of document.images) im.setAttribute('data-natural-width', im.naturalWidth);
+  for (const s of document.querySelectorAll('section'))
+    if (s.scrollWidth > s.clientWidth + 1) s.setAttribute('data-overflow', s.scrollWidth - s.clientWidth);
+  document.body.setAttribute('data-page-width', document.documentElement.scrollWidth);
+  document.body.setAttribute('data-checked', document.images.length);
+});</script>"""
+
+
+def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--hide-scrollbars", f"--user-data-dir={profile}"]
+    return subprocess.run([*flags, *args], check=True, capture_output=True, text=True, timeout=120)
+
+
+def rendered(report_dir: Path, tmp: Path, width: int) -> dict:
+    """Load ``report_dir/index.html`` with the probe in headless chromium (``width`` px window): the
+    natural width of each image by src, the ids of overflowing sections, the page width."""
+    probe = report_dir / "probe.html"
+    probe.write_text((report_dir / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    dom = chromium(["--virtual-time-budget=10000", f"--window-size={width},2000", "--dump-dom", probe.as_uri()],
+                   tmp / "profile").stdout
+    probe.unlink()
+    tags = Tags()
+    tags.feed(dom)
+    body = next(a for t, a in tags.tags if t == "body")
+    assert "data-checked" in body, "the page's load event did not fire within the time budget"
+    return {"checked": int(body["data-checked"]), "page_width": int(body["data-page-width"]),
+            "widths": {a["src"]: int(a["data-natural-width"]) for t, a in tags.tags if t == "img"},
+            "overflow": {a["id"]: a["data-overflow"] for t, a in tags.tags if t == "section" and "data-overflow" in a}}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium for a headless render")
 def test_report_renders_in_headless_chromium(fake_report, tmp_path):
     _, page, _ = fake_report
-    flags = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    chromium([f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()], tmp_path / "profile")
     with Image.open(shot) as im:
         pixels = np.asarray(im.convert("RGB"), np.float64)
     assert pixels.shape[:2] == (3000, 1200)
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 200, "blank screenshot"
 
-    # A copy of the page beside it whose script writes each image's natural width into the DOM.
-    probe = page.with_name("probe.html")
-    script = ("<script>window.addEventListener('load', () => { for (const im of document.images) "
-              "im.setAttribute('data-natural-width', im.naturalWidth); "
-              "document.body.setAttribute('data-checked', document.images.length); });</script>")
-    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
-    try:
-        dom = subprocess.run([*flags, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-                             check=True, capture_output=True, text=True, timeout=120).stdout
-    finally:
-        probe.unlink()
-    n_images = len([t for t, _ in parse(page).tags if t == "img"])
-    assert f'data-checked="{n_images}"' in dom
-    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
-    assert len(widths) == n_images and min(widths) > 0, widths
+    copy = tmp_path / "report"
+    shutil.copytree(page.parent, copy)
+    srcs = [a["src"] for t, a in parse(page).tags if t == "img"]
+    for width in (1200, 720):  # a desktop window and a narrow one: wide tables scroll inside their section
+        seen = rendered(copy, tmp_path, width)
+        assert seen["checked"] == len(srcs) and sorted(seen["widths"]) == sorted(srcs)
+        assert min(seen["widths"].values()) > 0, f"figures that did not load: {seen['widths']}"
+        assert not seen["overflow"], f"sections wider than the page at {width} px: {seen['overflow']}"
+        assert seen["page_width"] <= width, f"the page scrolls sideways at {width} px"
+
+    # The check sees a missing figure: delete one and only that one reads as not loaded.
+    (copy / "training.png").unlink()
+    widths = rendered(copy, tmp_path, 1200)["widths"]
+    assert widths.pop("training.png") == 0 and min(widths.values()) > 0

@@ -9,19 +9,10 @@ import torch
 from timm.layers.cbam import CbamModule
 
 from medattn.layers.cbam import CBAM
-from medattn.losses.classification import build_criterion
-from medattn.models import LossContext, create_model
+from medattn.models import create_model
+from short_runs import loss_history
 
 TINY = "test_efficientnet"  # 64 channels at stride 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine lose 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_cbam_wrapper_equals_timm_and_returns_its_spatial_gate():
@@ -83,18 +74,6 @@ def test_cbam_attention_map_by_name():
 def test_short_run_lowers_the_loss(name):
     torch.manual_seed(0)
     model = create_model(name, backbone=TINY, num_classes=3)
-    x = torch.rand(6, 3, 64, 64) * 0.3
-    y = torch.arange(6) % 3
-    for i in range(6):
-        x[i, int(y[i]), 16:40, 16:40] = 1.0
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    ctx = LossContext(criterion=build_criterion("ce", "multiclass"))
-    history = []
-    for _ in range(8):
-        out = model.forward_train(x, y, ctx)
-        opt.zero_grad()
-        out.losses["total"].backward()
-        opt.step()
-        history.append(out.losses["ce"].item())
+    history = loss_history(model)
     assert all(math.isfinite(v) for v in history)
     assert np.mean(history[-3:]) < 0.7 * np.mean(history[:3])

@@ -17,15 +17,6 @@ from medattn.models import LossContext, create_model
 TINY = "test_efficientnet"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine lose 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def ctx_for(targets: torch.Tensor) -> LossContext:
     return LossContext(criterion=build_criterion("ce", "multiclass"), labeled=targets >= 0)
 

@@ -11,18 +11,10 @@ import torch.nn.functional as F
 from medattn.layers.soft_attention import SoftAttention, keras_conv3d_as_conv2d
 from medattn.losses.classification import build_criterion
 from medattn.models import LossContext, create_model
+from short_runs import loss_history
 from medattn.models.soft_attention import keras_weighted_ce
 
 TINY = "test_efficientnet"  # timm's 82k-parameter test model: 64 channels at stride 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine lose 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def keras_loop(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -192,18 +184,6 @@ def test_class_weight_overrides_the_criterion_and_skips_unlabeled_rows():
 def test_short_run_lowers_the_loss():
     torch.manual_seed(0)
     model = create_model("soft_attention", backbone=TINY, num_classes=3, num_maps=4)
-    x = torch.rand(6, 3, 64, 64) * 0.3
-    y = torch.arange(6) % 3
-    for i in range(6):
-        x[i, int(y[i]), 16:40, 16:40] = 1.0
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    ctx = LossContext(criterion=build_criterion("ce", "multiclass"))
-    history = []
-    for _ in range(8):
-        out = model.forward_train(x, y, ctx)
-        opt.zero_grad()
-        out.losses["total"].backward()
-        opt.step()
-        history.append(out.losses["ce"].item())
+    history = loss_history(model)
     assert all(math.isfinite(v) for v in history)
     assert np.mean(history[-3:]) < 0.5 * np.mean(history[:3])

@@ -77,6 +77,8 @@ def test_reader_is_registered_and_checks_options():
         load_split("synthetic_multilabel", None, "train", 32, n_tain=3)
     with pytest.raises(DataError, match="unknown split 'holdout'"):
         load_split("synthetic_multilabel", None, "holdout", 32)
+    named = load_split("synthetic_multilabel", None, "val", 32, n_val=2, classes="nevus, melanoma")
+    assert named.class_names == ["nevus", "melanoma"]
     with pytest.raises(DataError, match="unknown class 'wart'"):
         generate_synthetic_multilabel(2, size=32, class_names=["nevus", "wart"])
     with pytest.raises(DataError, match="label_rate must be one number or 4 numbers in \\(0, 1\\]"):

@@ -57,3 +57,15 @@ def dump_json(obj, path: str | Path | None) -> None:
         atomic_write_text(path, text)
     else:
         print(text)
+
+
+def add_run_data_arguments(p, split_verb: str = "score", data_note: str = "", set_example: str = "data.options.masks=true") -> None:
+    """The arguments every command that reads a run and its data shares: RUN_DIR, --data-format,
+    --data-root, --split, --set and --checkpoint."""
+    p.add_argument("run_dir", help="run directory written by `medattn train`")
+    p.add_argument("--data-format", help="reader name (default: the run's)" + data_note)
+    p.add_argument("--data-root", help="data root (default: the run's)")
+    p.add_argument("--split", default="test", help=f"split to {split_verb} (default test)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override data options of the run's config, e.g. --set {set_example}")
+    p.add_argument("--checkpoint", default="best", help="best (default) or last")

@@ -4,17 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import add_run_data_arguments
+
 NAME = "evaluate"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="run directory written by `medattn train`")
-    p.add_argument("--data-format", help="reader name (default: the run's)")
-    p.add_argument("--data-root", help="data root (default: the run's)")
-    p.add_argument("--split", default="test", help="split to score (default test)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override data options of the run's config, e.g. --set data.options.task=melanoma")
-    p.add_argument("--checkpoint", default="best", help="best (default) or last")
+    add_run_data_arguments(p, "score", "", "data.options.task=melanoma")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--threshold-split", default="val",
                    help="multi-label: split on which per-class thresholds are tuned (default val; 'none' to skip)")

@@ -12,23 +12,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import add_run_data_arguments
+
 NAME = "robustness"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="run directory written by `medattn train`")
-    p.add_argument("--data-format", help="reader name (default: the run's)")
-    p.add_argument("--data-root", help="data root (default: the run's)")
-    p.add_argument("--split", default="test", help="split to perturb (default test)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override data options of the run's config, e.g. --set data.options.masks=true")
-    p.add_argument("--checkpoint", default="best", help="best (default) or last")
+    add_run_data_arguments(p, "perturb", "", "data.options.masks=true")
     p.add_argument("--sigmas", default="0,0.005,0.01,0.05,0.1",
                    help="comma-separated noise standard deviations on the [0, 1] scale (default 0,0.005,0.01,0.05,0.1)")
     p.add_argument("--artifacts", default="ruler,ink,hair",
                    help="comma-separated artifacts painted outside the lesion (default ruler,ink,hair; also bubbles, patch, vignette; '' for none)")
     p.add_argument("--shifted-split", default=None,
-                   help="a second split to compare with (default test_shifted for the synthetic set, else none; "
+                   help="a second split to compare with (default test_shifted for the synthetic sets, else none; "
                         "'none' to skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise, donors and artifacts (default 0)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -84,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     for item in args.overrides:
         cfg = merge(cfg, parse_override(item))
     fmt = args.data_format or cfg["data"]["format"]
-    shifted_split = args.shifted_split or ("test_shifted" if fmt == "synthetic" else "none")
+    shifted_split = args.shifted_split or ("test_shifted" if fmt in ("synthetic", "synthetic_multilabel") else "none")
 
     def read(split: str):
         data = read_split(cfg, split, args.data_format, args.data_root)

@@ -17,17 +17,13 @@ import numpy as np
 
 from .explain import cam_list
 
+from ._common import add_run_data_arguments
+
 NAME = "saliency"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="run directory written by `medattn train`")
-    p.add_argument("--data-format", help="reader name (default: the run's); the data must have lesion masks")
-    p.add_argument("--data-root", help="data root (default: the run's)")
-    p.add_argument("--split", default="test", help="split to score (default test)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override data options of the run's config, e.g. --set data.options.masks=true")
-    p.add_argument("--checkpoint", default="best", help="best (default) or last")
+    add_run_data_arguments(p, "score", "; the data must have lesion masks", "data.options.masks=true")
     p.add_argument("--cams", default="gradcam,gradcam++,eigencam", type=cam_list,
                    help="comma-separated CAM methods (default gradcam,gradcam++,eigencam; '' for none)")
     p.add_argument("--no-native", action="store_true", help="leave out the model's native attention maps")

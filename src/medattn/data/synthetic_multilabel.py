@@ -164,6 +164,9 @@ def read_synthetic_multilabel(root: str | None, split: str, image_size: int | No
         raise DataError(f"synthetic_multilabel: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     n = {"train": options.get("n_train", 1200), "val": options.get("n_val", 300)}.get(split, options.get("n_test", 600))
     kwargs = {key: options[key] for key in ("artifact_rate", "shift_mode", "lesion_scale", "jitter", "artifacts") if key in options}
+    classes = options.get("classes")
+    if isinstance(classes, str):  # "nevus,melanoma" as in the synthetic reader and on the command line
+        classes = [c.strip() for c in classes.split(",")]
     return generate_synthetic_multilabel(int(n), size=int(image_size or 128), spurious=float(options.get("spurious", 0.8)),
-                                         seed=int(options.get("seed", 0)), split=split, class_names=options.get("classes"),
+                                         seed=int(options.get("seed", 0)), split=split, class_names=classes,
                                          label_rate=options.get("label_rate", 0.4), **kwargs)

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import save_config
-from ..data.dataset import UNLABELED, ImageDataset
+from ..data.dataset import UNLABELED
 from ..data.transforms import BatchAugment, to_float_batch
 from ..losses.classification import build_criterion
 from ..models.base import LossContext

@@ -110,11 +110,10 @@ def _header_facts(run_dir: Path, cfg: dict, class_names: list[str], task: str, l
     ])
 
 
-def _lookup(metrics: dict, name: str):
-    node = metrics
-    for part in name.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
+def _result_title(kind: str, stem: str) -> str:
+    """'Robustness: test' for ``robustness_test.json``; the file name when it does not follow that pattern."""
+    prefix = kind.lower() + "_"
+    return f"{kind}: {stem.removeprefix(prefix)}" if stem.startswith(prefix) else f"{kind} ({stem})"
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: int = 1000,
@@ -158,17 +157,19 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
     else:
         sections.append(("metrics", "Metrics", H.note("No predictions_&lt;split&gt;.csv in the run directory: "
                                                      "run <code>medattn evaluate RUN_DIR</code> first.")))
+    # Performance first (metrics, splits, robustness), then how the model was trained, then what it looks at.
+    for path in sorted(run_dir.glob("robustness*.json")):
+        sections.append((path.stem, _result_title("Robustness", path.stem),
+                         robustness_section(json.loads(path.read_text()), fig_dir, path.stem)))
     sections.append(("training", "Training", training_section(log, selection(run_dir, cfg, task)[0], task, fig_dir)))
     if overlays and predictions:
         from .report_overlays import overlays_section
 
         sections.append(("attention", "Attention", overlays_section(run_dir, cfg, predictions, class_names, task,
                                                                     fig_dir, n_examples)))
-    for path in sorted(run_dir.glob("robustness*.json")):
-        sections.append((path.stem, f"Robustness ({path.stem})", robustness_section(json.loads(path.read_text()),
-                                                                                    fig_dir, path.stem)))
     for path in sorted(run_dir.glob("saliency*.json")):
-        sections.append((path.stem, f"Saliency ({path.stem})", saliency_section(json.loads(path.read_text()))))
+        sections.append((path.stem, _result_title("Saliency", path.stem),
+                         saliency_section(json.loads(path.read_text()))))
 
     from .. import __version__
 

@@ -124,6 +124,9 @@ def training_curves_figure(log: list[dict], select_metric: str | None = None,
     epochs = np.array([e["epoch"] + 1 for e in log])
     terms = list(dict.fromkeys(k for e in log for k in e.get("train", {})))
     terms = ["total", *[t for t in terms if t != "total"]] if "total" in terms else terms
+    if len(terms) == 2 and terms[0] == "total" and all(
+            e.get("train", {}).get("total") == e.get("train", {}).get(terms[1]) for e in log):
+        terms = terms[1:]  # a single loss term: its total is the same curve
     panels = [("loss", t) for t in terms]
     if val_metrics:
         panels.append(("val", None))

@@ -22,14 +22,19 @@ section { background: #fff; border: 1px solid var(--line); border-radius: 6px; p
           margin: 0 0 18px; }
 h2 { font-size: 17px; margin: 0 0 12px; padding-bottom: 6px; border-bottom: 2px solid var(--band); }
 h3 { font-size: 14px; margin: 16px 0 8px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+h3 .name { text-transform: none; letter-spacing: 0; }
 p.note { color: var(--muted); font-size: 13px; margin: 6px 0 10px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr max-content 1fr; gap: 4px 16px; margin: 0; }
 dl.facts dt { color: var(--muted); }
-dl.facts dd { margin: 0; font-weight: 500; }
+dl.facts dd { margin: 0; font-weight: 500; min-width: 0; overflow-wrap: anywhere; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-size: 13px; margin: 4px 0 10px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 thead th { background: var(--band); font-weight: 600; border-bottom: 2px solid var(--line); }
+thead tr.groups th { text-align: center; border-bottom: 1px solid var(--line); }
+thead tr.groups th + th { border-left: 4px solid #fff; }
+table.stacked .ci { display: block; margin-left: 0; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 .ci { color: var(--muted); font-size: 11px; margin-left: 4px; }
 .neg { color: var(--bad); } .pos { color: var(--good); }
@@ -41,6 +46,13 @@ figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
 .tag { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 11px; font-weight: 600; color: #fff; }
 .tag.right { background: var(--good); } .tag.wrong { background: var(--bad); }
 footer { text-align: center; color: var(--muted); font-size: 12px; padding: 0 0 24px; }
+@media (max-width: 760px) {
+  header, nav { padding-left: 14px; padding-right: 14px; }
+  main { padding: 12px 8px 24px; }
+  section { padding: 14px 12px; }
+  dl.facts { grid-template-columns: max-content 1fr; }
+  .gallery figure { width: 100%; }
+}
 """
 
 
@@ -73,12 +85,24 @@ def signed(value, digits: int = 3) -> str:
     return f'<span class="{cls}">{value:+.{digits}f}</span>'
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], raw: bool = True) -> str:
-    """An HTML table; cells are HTML already when ``raw`` (else escaped)."""
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], raw: bool = True,
+          groups: Sequence[tuple[str, int]] = (), stacked: bool = False) -> str:
+    """An HTML table; cells are HTML already when ``raw`` (else escaped).
+
+    ``groups``: an optional first header row of (label, number of columns) spanning ``header``.
+    ``stacked``: intervals go below their value (for tables with many interval columns). The table
+    scrolls sideways inside its section when it is wider than the page.
+    """
     cell = (lambda c: str(c)) if raw else esc
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    if groups:
+        spans = "".join(f'<th colspan="{n}">{esc(label)}</th>' for label, n in groups)
+        head = f'<tr class="groups">{spans}</tr><tr>{head}</tr>'
+    else:
+        head = f"<tr>{head}</tr>"
     body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cls = ' class="stacked"' if stacked else ""
+    return f'<div class="table-wrap"><table{cls}><thead>{head}</thead><tbody>{body}</tbody></table></div>'
 
 
 def figure(src: str, caption: str = "", alt: str = "", width: int | None = None) -> str:

@@ -61,14 +61,14 @@ def overlays_section(run_dir: Path, cfg: dict, predictions: dict, class_names: l
         try:
             dataset = read_split(cfg, split)
         except Exception as err:  # e.g. the data root is not on this machine
-            parts.append(f"<h3>{H.esc(split)}</h3>" + _unavailable(
+            parts.append(_heading(split) + _unavailable(
                 f"the {split} split could not be read ({type(err).__name__}: {err})"))
             continue
         index = {image_id: i for i, image_id in enumerate(dataset.ids)}
         rows = [r for kind in ("right", "wrong") for r in picks[kind]]
         missing = [pred.ids[r] for r in rows if pred.ids[r] not in index]
         if missing:
-            parts.append(f"<h3>{H.esc(split)}</h3>" + _unavailable(
+            parts.append(_heading(split) + _unavailable(
                 f"image {missing[0]!r} of predictions_{split}.csv is not in the {split} split "
                 f"({len(missing) - 1} more)"))
             continue
@@ -90,12 +90,18 @@ def overlays_section(run_dir: Path, cfg: dict, predictions: dict, class_names: l
             caption = (f'<span class="tag {kind}">{kind}</span> {H.esc(e.image_id)}: true {H.esc(truth)}; '
                        f"predicted {H.esc(predicted)} ({e.probabilities.max():.2f})")
             figs.append(H.figure(name, caption, f"{kind} prediction {e.image_id}"))
-        parts.append(f"<h3>{H.esc(split)} ({counts['right']} right, {counts['wrong']} wrong)</h3>" + '<div class="figs gallery">' + "".join(figs) + "</div>")
+        parts.append(_heading(split, f" ({counts['right']} right, {counts['wrong']} wrong)")
+                     + '<div class="figs gallery">' + "".join(figs) + "</div>")
     if not parts:
         return H.note("No labeled predictions to explain.")
     return (H.note("The most confident right and wrong predictions of each split: the image, the model's native "
                    "attention maps (attn/...) and Grad-CAM of the predicted class, each scaled to [0, 1].")
             + "".join(parts))
+
+
+def _heading(split: str, extra: str = "") -> str:
+    # Split names are shown as spelled (h3 is upper case otherwise).
+    return f'<h3><span class="name">{H.esc(split + extra)}</span></h3>'
 
 
 def _unavailable(reason: str) -> str:

@@ -160,22 +160,28 @@ def robustness_section(result: dict, fig_dir: Path, stem: str) -> str:
                        f"{H.esc(names[0])} under the background conditions.", "robustness plot"))
 
 
-_SALIENCY_COLS = [("convex_hull", "dice"), ("convex_hull", "iou"), ("convex_hull", "hd95_pct"), ("otsu", "dice"),
-                  ("otsu", "hd95_pct"), ("continuous", "ssim"), ("continuous", "pointing_game"),
-                  ("continuous", "energy_inside")]
+_SALIENCY_GROUPS = [("convex_hull", "convex hull of the map", [("dice", "Dice"), ("iou", "IoU"),
+                                                                  ("hd95_pct", "HD95 %")]),
+                    ("otsu", "Otsu threshold", [("dice", "Dice"), ("hd95_pct", "HD95 %")]),
+                    ("continuous", "continuous map", [("ssim", "SSIM"), ("pointing_game", "pointing game"),
+                                                      ("energy_inside", "energy inside")])]
 
 
 def saliency_section(summary: dict) -> str:
     """Agreement of each map with the lesion masks (means with 95% intervals)."""
     maps = summary.get("maps", {})
+    cols = [(group, metric) for group, _, metrics in _SALIENCY_GROUPS for metric, _ in metrics]
     rows = []
     for name, node in maps.items():
         cells = []
-        for group, metric in _SALIENCY_COLS:
+        for group, metric in cols:
             v = (node.get(group) or {}).get(metric)
             cells.append("n/a" if v is None else H.with_ci(v.get("mean"), v.get("ci95")))
         rows.append([H.esc(name), *cells])
+    header = ["map", *[label for _, _, metrics in _SALIENCY_GROUPS for _, label in metrics]]
+    groups = [("", 1), *[(title, len(metrics)) for _, title, metrics in _SALIENCY_GROUPS]]
     text = (f"{summary.get('n_scored', '?')} images of split {H.esc(summary.get('split', '?'))} scored against their "
             f"lesion masks; maps explain the {H.esc(summary.get('explain_class', 'predicted'))} class. Convex hull of "
-            f"the map >= {summary.get('hull_threshold', 0.5)}; HD95 in % of the image diagonal.")
-    return H.table(["map", *[f"{g.replace('_', ' ')} {m}" for g, m in _SALIENCY_COLS]], rows) + H.note(text)
+            f"the map >= {summary.get('hull_threshold', 0.5)}; HD95 in % of the image diagonal; grey: 95% bootstrap "
+            "interval over images.")
+    return H.table(header, rows, groups=groups, stacked=True) + H.note(text)

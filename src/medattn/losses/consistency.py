@@ -1,7 +1,6 @@
 """Consistency terms of BIIGMA-Net: map distance (RMS) and KL between branches at a temperature."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
