@@ -10,7 +10,7 @@ mAP, and reports on ``test`` and ``test_shifted`` (class-linked artifacts revers
   image and min-max scaled, against class k's own mask: pointing game, energy inside the mask, and
   *specificity* = energy on the own mask / energy on all lesion masks (images with several lesions).
 
-Resumable: finished runs (``bench.json``) are kept, interrupted ones resume from their last epoch.
+Resumable: finished runs (``RUNS/<model>/seed<k>/bench.json``) are kept, interrupted ones resume from their last epoch.
 
     python benchmarks/multilabel_synthetic.py                      # 3 models x seeds 0 1 2
     python benchmarks/multilabel_synthetic.py --quick              # a smoke run (tiny data, 1 epoch)
@@ -157,7 +157,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="tiny smoke run (written under OUT/quick)")
     p.add_argument("--n-saliency", type=int, default=300, help="test images scored for per-label saliency")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=RESULTS, help="where results.json/.md go (default benchmarks/results/...)")
+    p.add_argument("--runs", type=Path, default=Path("runs/benchmark_multilabel_synthetic"),
+                   help="where the run directories (checkpoints) go; rerun to resume")
     args = p.parse_args()
 
     import torch
@@ -173,7 +175,8 @@ def main() -> int:
     t0 = time.perf_counter()
     data = {split: read_split(base, split) for split in ("train", "val", *SPLITS)}
     print(f"data: {', '.join(f'{s} {len(d)}' for s, d in data.items())} ({time.perf_counter() - t0:.0f}s)", flush=True)
-    results = [run_one(m, s, overrides, data, out, args.n_saliency, lambda msg: print(msg, flush=True))
+    runs = args.runs / "quick" if args.quick else args.runs
+    results = [run_one(m, s, overrides, data, runs, args.n_saliency, lambda msg: print(msg, flush=True))
                for m in args.models for s in args.seeds]
     summary, md = summarise(results)
     header = (f"Multi-label synthetic set ({base['data']['options']}, {base['data']['image_size']} px), "

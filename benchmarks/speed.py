@@ -3,7 +3,9 @@
 For every (model, backbone, precision): training images/s (forward_train + backward + AdamW step),
 inference images/s, single-image latency and peak memory, at 224 px and batch 32. Each configuration
 runs in its own subprocess so its peak memory is its own. Ratios within one run are what to compare:
-these machines are noisy.
+these machines are noisy. First, when ../shared/data/isic2017_256 is there, the share of a training
+epoch on ISIC 2017 that is spent waiting for data (the input pipeline: in-memory uint8 images,
+augmentation on batches in a background thread).
 
     python benchmarks/speed.py                       # full table, saves benchmarks/results/speed_<device>.json
     python benchmarks/speed.py --models baseline biigma --backbones tf_efficientnet_lite0 --precisions bf16
@@ -87,6 +89,25 @@ def measure_one(model_name: str, backbone: str, precision: str, batch: int, size
             "latency_ms": 1000 * t_one, "peak_mem_mib": peak, "device": device}
 
 
+def measure_data_share(root: str, steps: int) -> dict:
+    """Share of a training epoch on ISIC 2017 (the isic2017_baseline protocol, ``steps`` steps) that the
+    trainer spends waiting for the next augmented batch. Decoding happens before (and is cached)."""
+    import tempfile
+
+    from medattn.config import load_config
+    from medattn.engine.trainer import Trainer
+
+    cfg = load_config("isic2017_baseline", [f"data.root={root}", "train.epochs=1",
+                                            f"train.max_steps_per_epoch={steps}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp) / "run", progress=False, log=lambda msg: None)
+        trainer.fit()
+        epoch = json.loads((Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    return {"steps": steps, "batch": cfg["train"]["batch_size"], "size": cfg["data"]["image_size"],
+            "epoch_s": epoch["seconds"], "data_wait_s": epoch["data_wait_seconds"],
+            "data_wait_share": epoch["data_wait_seconds"] / epoch["seconds"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["baseline", "biigma", "soft_attention"])
@@ -98,6 +119,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--isic-root", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/isic2017_256"),
+                   help="ISIC 2017 data for the data-wait measurement (skipped when missing)")
+    p.add_argument("--data-steps", type=int, default=30, help="training steps of the data-wait measurement (0: skip)")
     p.add_argument("--one", nargs=3, metavar=("MODEL", "BACKBONE", "PRECISION"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -107,6 +131,12 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure_one(*args.one, args.batch, args.size, args.steps, args.device)))
         return
+    data_share = None
+    if args.data_steps and Path(args.isic_root).is_dir():
+        data_share = measure_data_share(args.isic_root, args.data_steps)
+        print(f"ISIC 2017 input pipeline: {data_share['data_wait_s']:.1f} s of {data_share['epoch_s']:.1f} s "
+              f"waiting for data over {args.data_steps} training steps ({100 * data_share['data_wait_share']:.1f}%)",
+              flush=True)
     rows = []
     for backbone in args.backbones:
         for precision in args.precisions:
@@ -140,7 +170,8 @@ def main() -> None:
         pass
     RESULTS.mkdir(exist_ok=True)
     out = Path(args.out) if args.out else RESULTS / f"speed_{args.device}.json"
-    out.write_text(json.dumps({"machine": machine, "batch": args.batch, "size": args.size, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"machine": machine, "batch": args.batch, "size": args.size, "rows": rows,
+                               "isic2017_data_wait": data_share}, indent=1))
     print(f"wrote {out}")
 
 
