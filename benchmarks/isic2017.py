@@ -125,7 +125,7 @@ def main() -> int:
         for method in args.methods:
             seeds = args.seeds if args.seeds is not None else ([0, 1, 2] if method in ("baseline", "biigma") else [0])
             run_grid(base, grid, seeds, args.out / "runs", splits=["test"], cells=[method], progress=not args.quiet)
-    rows = finished_rows(args.out, args.methods)
+    rows = finished_rows(args.out, list(METHODS))  # the table shows every finished run, not only this call's
     if not rows:
         print("no finished runs yet")
         return 1
