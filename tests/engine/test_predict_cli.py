@@ -1,4 +1,5 @@
-"""`medattn predict` writes an ISIC submission CSV that isic-challenge-scoring accepts."""
+"""`medattn evaluate` on a trained run, and `medattn predict` writing an ISIC submission CSV that
+isic-challenge-scoring accepts."""
 import json
 import warnings
 
@@ -21,6 +22,11 @@ def test_predict_csv_is_scored_by_the_isic_scorer(tmp_path, capsys, monkeypatch)
             "data.test_splits=[val]"]
     assert main(["train", "--config", "demo", "--out", str(run), "--quiet", "--no-eval",
                  *sum((["--set", s] for s in sets), [])]) == 0
+    assert main(["evaluate", str(run), "--split", "test", "--bootstrap", "50"]) == 0
+    evaluated = json.loads((run / "eval_test.json").read_text())
+    assert evaluated["n"] == 16 and 0.0 <= evaluated["balanced_accuracy"] <= 1.0 and "ci95" in evaluated
+    with pytest.raises(SystemExit, match="classes"):  # data whose classes differ from the run's
+        main(["evaluate", str(run), "--data-format", "synthetic", "--set", "data.options.classes=nevus,melanoma"])
     pred = tmp_path / "pred.csv"
     assert main(["predict", str(run), str(syn / "ISIC2018_Task3_Test_Input"), "--out", str(pred)]) == 0
     table = pd.read_csv(pred)

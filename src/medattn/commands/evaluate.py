@@ -18,20 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import merge, parse_override
     from ..engine.data import read_split
     from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_predictions_csv
     from ..engine.inference import predict_proba
-    from ..engine.run import load_run
-    from ._common import dump_json, results_table
+    from ._common import dump_json, load_run_and_split, results_table
 
-    run = load_run(args.run_dir, checkpoint=args.checkpoint)
-    cfg = run.config
-    for item in args.overrides:
-        cfg = merge(cfg, parse_override(item))
-    dataset = read_split(cfg, args.split, args.data_format, args.data_root)
-    if dataset.class_names != run.class_names:
-        raise SystemExit(f"the data's classes {dataset.class_names} differ from the run's {run.class_names}")
+    run, cfg, dataset = load_run_and_split(args)
     probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}")
     metrics = compute_metrics(dataset.targets, probs, run.class_names, run.task)
     if run.task == "multilabel" and args.threshold_split != "none":

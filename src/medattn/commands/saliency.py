@@ -84,23 +84,14 @@ def check_masks(dataset) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import merge, parse_override
-    from ..engine.data import read_split
     from ..engine.precision import Precision, resolve_device
-    from ..engine.run import load_run
     from ..explain import iter_explanations
     from ..metrics.saliency import score_rows, summarize_rows
-    from ._common import dump_json
+    from ._common import dump_json, load_run_and_split
 
     methods = args.cams
     device = resolve_device(args.device)
-    run = load_run(args.run_dir, checkpoint=args.checkpoint, device=device)
-    cfg = run.config
-    for item in args.overrides:
-        cfg = merge(cfg, parse_override(item))
-    dataset = read_split(cfg, args.split, args.data_format, args.data_root)
-    if dataset.class_names != run.class_names:
-        raise SystemExit(f"the data's classes {dataset.class_names} differ from the run's {run.class_names}")
+    run, _, dataset = load_run_and_split(args, device)
     if args.limit:
         dataset = dataset.subset(np.arange(min(args.limit, len(dataset))))
     check_masks(dataset)

@@ -232,22 +232,30 @@ _READER_OPTIONS = {"n_train", "n_val", "n_test", "spurious", "seed", "classes", 
                    "shift_mode", "shortcuts", "artifacts"}
 
 
+def reader_arguments(reader: str, split: str, options: dict, allowed: set[str]) -> tuple[int, list[str] | None]:
+    """Checks shared by the synthetic readers; returns (images in ``split``, class names or None).
+
+    ``classes`` may be a list or a comma-separated string (as on the command line)."""
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise DataError(f"{reader}: unknown option {unknown[0]!r} ({len(unknown) - 1} more); "
+                        f"known: {', '.join(sorted(allowed))}")
+    if split not in SPLITS:
+        raise DataError(f"{reader}: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    n = {"train": options.get("n_train", 1200), "val": options.get("n_val", 300)}.get(split, options.get("n_test", 600))
+    classes = options.get("classes")
+    if isinstance(classes, str):
+        classes = [c.strip() for c in classes.split(",")]
+    return int(n), classes
+
+
 @register_reader("synthetic")
 def read_synthetic(root: str | None, split: str, image_size: int | None, **options) -> ImageDataset:
     """Generate one split in memory (``root`` is ignored). Options: n_train (1200), n_val (300),
     n_test (600, also the size of test_shifted), spurious (0.9), seed (0), classes, proportions,
     artifact_rate (0.05), shift_mode ("reversed"), shortcuts, artifacts; size = image_size or 128."""
-    unknown = sorted(set(options) - _READER_OPTIONS)
-    if unknown:
-        raise DataError(f"synthetic: unknown option {unknown[0]!r} ({len(unknown) - 1} more); "
-                        f"known: {', '.join(sorted(_READER_OPTIONS))}")
-    if split not in SPLITS:
-        raise DataError(f"synthetic: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    n = {"train": options.get("n_train", 1200), "val": options.get("n_val", 300)}.get(split, options.get("n_test", 600))
+    n, classes = reader_arguments("synthetic", split, options, _READER_OPTIONS)
     kwargs = {k: options[k] for k in ("artifact_rate", "shift_mode", "shortcuts", "artifacts") if k in options}
-    classes = options.get("classes")
-    if isinstance(classes, str):
-        classes = [c.strip() for c in classes.split(",")]
-    return generate_synthetic(int(n), size=int(image_size or 128), spurious=float(options.get("spurious", 0.9)),
+    return generate_synthetic(n, size=int(image_size or 128), spurious=float(options.get("spurious", 0.9)),
                               seed=int(options.get("seed", 0)), split=split, class_names=classes,
                               proportions=options.get("proportions"), **kwargs)

@@ -30,7 +30,8 @@ import numpy as np
 
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
-from .synthetic import ARTIFACTS, RANDOM_ARTIFACT_RATES, SHORTCUTS, SPLITS, paint_artifact, render_background, render_lesion
+from .synthetic import (ARTIFACTS, RANDOM_ARTIFACT_RATES, SHORTCUTS, SPLITS, paint_artifact, reader_arguments,
+                        render_background, render_lesion)
 from .synthetic_lesions import LESION_RENDERERS
 
 DEFAULT_CLASSES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma")
@@ -156,17 +157,8 @@ def read_synthetic_multilabel(root: str | None, split: str, image_size: int | No
     """Generate one split in memory (``root`` is ignored). Options: n_train (1200), n_val (300), n_test
     (600, also test_shifted), spurious (0.8), seed (0), classes, label_rate (0.4), artifact_rate (0.05),
     shift_mode ("reversed"), lesion_scale (0.6), jitter (0.06), artifacts; size = image_size or 128."""
-    unknown = sorted(set(options) - _READER_OPTIONS)
-    if unknown:
-        raise DataError(f"synthetic_multilabel: unknown option {unknown[0]!r} ({len(unknown) - 1} more); "
-                        f"known: {', '.join(sorted(_READER_OPTIONS))}")
-    if split not in SPLITS:
-        raise DataError(f"synthetic_multilabel: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    n = {"train": options.get("n_train", 1200), "val": options.get("n_val", 300)}.get(split, options.get("n_test", 600))
+    n, classes = reader_arguments("synthetic_multilabel", split, options, _READER_OPTIONS)
     kwargs = {key: options[key] for key in ("artifact_rate", "shift_mode", "lesion_scale", "jitter", "artifacts") if key in options}
-    classes = options.get("classes")
-    if isinstance(classes, str):  # "nevus,melanoma" as in the synthetic reader and on the command line
-        classes = [c.strip() for c in classes.split(",")]
-    return generate_synthetic_multilabel(int(n), size=int(image_size or 128), spurious=float(options.get("spurious", 0.8)),
+    return generate_synthetic_multilabel(n, size=int(image_size or 128), spurious=float(options.get("spurious", 0.8)),
                                          seed=int(options.get("seed", 0)), split=split, class_names=classes,
                                          label_rate=options.get("label_rate", 0.4), **kwargs)
