@@ -169,3 +169,16 @@ def test_bad_inputs():
         pairwise_hsic(_heads(2), "mean")
     with pytest.raises(ValueError, match="sigma must be positive"):
         pairwise_hsic(_heads(2), 0.0)
+
+
+def test_fixed_sigma_saturates_on_far_apart_points():
+    """Points much further apart than sigma: K = L = I, so each pair gives tr(HH)/n^2 = (n-1)/n^2 and
+    no gradient (docs/biigma.md, "A fixed sigma can leave the term inert"); the median bandwidth acts."""
+    torch.manual_seed(0)
+    heads = [(10 * torch.randn(2, 320, 7, 7)).requires_grad_() for _ in range(3)]
+    value = pairwise_hsic(heads, 2.0)
+    assert value.item() == pytest.approx(3 * 48 / 49 ** 2, rel=1e-6)
+    value.backward()
+    assert max(h.grad.abs().max().item() for h in heads) < 1e-12
+    median = pairwise_hsic([h.detach().requires_grad_() for h in heads], "median")
+    assert median.item() < 0.5 * value.item()
