@@ -25,6 +25,9 @@ def test_predict_csv_is_scored_by_the_isic_scorer(tmp_path, capsys, monkeypatch)
     assert main(["evaluate", str(run), "--split", "test", "--bootstrap", "50"]) == 0
     evaluated = json.loads((run / "eval_test.json").read_text())
     assert evaluated["n"] == 16 and 0.0 <= evaluated["balanced_accuracy"] <= 1.0 and "ci95" in evaluated
+    assert main(["evaluate", str(run), "--split", "test", "--bootstrap", "0", "--tta", "flip"]) == 0
+    assert json.loads((run / "eval_test_tta-flip.json").read_text())["tta"] == "flip"
+    assert json.loads((run / "eval_test.json").read_text()) == evaluated  # the plain result is kept
     with pytest.raises(SystemExit, match="classes"):  # data whose classes differ from the run's
         main(["evaluate", str(run), "--data-format", "synthetic", "--set", "data.options.classes=nevus,melanoma"])
     pred = tmp_path / "pred.csv"

@@ -11,10 +11,13 @@ NAME = "evaluate"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_data_arguments(p, "score", "", "data.options.task=melanoma")
+    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
+                   help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
+                        "rotations/reflections (dihedral); default none")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--threshold-split", default="val",
                    help="multi-label: split on which per-class thresholds are tuned (default val; 'none' to skip)")
-    p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json)")
+    p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json, eval_<split>_tta-<mode>.json with --tta)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,22 +27,24 @@ def run(args: argparse.Namespace) -> int:
     from ._common import dump_json, load_run_and_split, results_table
 
     run, cfg, dataset = load_run_and_split(args)
-    probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}")
+    probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}", tta=args.tta)
     metrics = compute_metrics(dataset.targets, probs, run.class_names, run.task)
     if run.task == "multilabel" and args.threshold_split != "none":
         from ..metrics.multilabel import tune_thresholds
 
         val = read_split(cfg, args.threshold_split, args.data_format, args.data_root)
-        val_probs = predict_proba(run.model, val, task=run.task)
+        val_probs = predict_proba(run.model, val, task=run.task, tta=args.tta)
         thresholds = tune_thresholds(val.targets, val_probs)
         metrics["tuned"] = compute_metrics(dataset.targets, probs, run.class_names, run.task, thresholds=thresholds)
         metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
         metrics["tuned"]["threshold_split"] = args.threshold_split
     if args.bootstrap:
         metrics = with_confidence_intervals(metrics, dataset.targets, probs, run.class_names, run.task, n_boot=args.bootstrap)
-    out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{args.split}.json"
+    metrics["tta"] = args.tta
+    name = args.split if args.tta == "none" else f"{args.split}_tta-{args.tta}"  # never replaces the plain results
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{name}.json"
     dump_json(metrics, out)
-    write_predictions_csv(out.with_name(f"predictions_{args.split}.csv"), dataset, probs, run.class_names)
+    write_predictions_csv(out.with_name(f"predictions_{name}.csv"), dataset, probs, run.class_names)
     print(results_table({args.split: metrics}, run.task))
     print(f"wrote {out}")
     return 0

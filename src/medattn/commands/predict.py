@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory written by `medattn train`")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders (searched recursively)")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
+                   help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
+                        "rotations/reflections (dihedral); default none")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refuse)")
     p.add_argument("--checkpoint", default="best")
     p.add_argument("--batch-size", type=int, default=32)
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"medattn predict: {args.out} exists; pass --overwrite to replace it")
     run = load_run(args.run_dir, checkpoint=args.checkpoint)
     data = read_images(args.images, run.image_size)
-    probs = predict_proba(run.model, data.images, batch_size=args.batch_size, task=run.task, progress="predict")
+    probs = predict_proba(run.model, data.images, batch_size=args.batch_size, task=run.task, progress="predict", tta=args.tta)
     rows = [["image", *run.class_names]] + [[i, *[f"{p:.6f}" for p in row]] for i, row in zip(data.ids, probs)]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)

@@ -16,11 +16,27 @@ def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     return torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
 
 
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th (0..7) of the 8 rotations/reflections of a B x C x H x W batch (k = 0: identity)."""
+    x = torch.rot90(x, k % 4, dims=(2, 3))
+    return torch.flip(x, dims=(3,)) if k >= 4 else x
+
+
+TTA_VIEWS = {"none": 1, "flip": 2, "dihedral": 8}  # number of views averaged
+
+
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch_size: int = 64,
                   task: str | None = None, precision: Precision | None = None, progress: bool | str = False,
-                  channels_last: bool = True) -> np.ndarray:
-    """Class probabilities, (N, K) float64, for uint8 N x H x W x 3 images (or an ImageDataset)."""
+                  channels_last: bool = True, tta: str = "none") -> np.ndarray:
+    """Class probabilities, (N, K) float64, for uint8 N x H x W x 3 images (or an ImageDataset).
+
+    ``tta``: "none", "flip" (the image and its horizontal mirror) or "dihedral" (all 8 rotations and
+    reflections; dermoscopy has no canonical orientation): the probabilities of the views are averaged.
+    """
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+    views = [0, 4] if tta == "flip" else list(range(TTA_VIEWS[tta]))
     images = data.images if isinstance(data, ImageDataset) else data
     task = task or (data.task if isinstance(data, ImageDataset) else getattr(model, "task", "multiclass"))
     device = next(model.parameters()).device
@@ -35,9 +51,12 @@ def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch
             x = to_float_batch(images[start:start + batch_size]).to(device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with precision.autocast():
-                logits = model(x)
-            out.append(probabilities(logits, task).double().cpu().numpy())
+            probs = 0.0
+            for k in views:
+                with precision.autocast():
+                    logits = model(dihedral(x, k) if k else x)
+                probs = probs + probabilities(logits, task).double()
+            out.append((probs / len(views)).cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, getattr(model, "num_classes", 0)))
