@@ -11,6 +11,8 @@ NAME = "evaluate"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_data_arguments(p, "score", "", "data.options.task=melanoma")
+    p.add_argument("--precision", default=None, choices=("auto", "bf16", "fp16", "fp32"),
+                   help="inference precision (default: the run's train.precision, as its own evaluation)")
     p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
                    help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
                         "rotations/reflections (dihedral); default none")
@@ -24,16 +26,20 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.data import read_split
     from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_predictions_csv
     from ..engine.inference import predict_proba
+    from ..engine.precision import Precision
     from ._common import dump_json, load_run_and_split, results_table
 
     run, cfg, dataset = load_run_and_split(args)
-    probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}", tta=args.tta)
+    device = next(run.model.parameters()).device
+    precision = Precision.resolve(args.precision or run.config["train"].get("precision", "auto"), device)
+    probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}", tta=args.tta,
+                          precision=precision)
     metrics = compute_metrics(dataset.targets, probs, run.class_names, run.task)
     if run.task == "multilabel" and args.threshold_split != "none":
         from ..metrics.multilabel import tune_thresholds
 
         val = read_split(cfg, args.threshold_split, args.data_format, args.data_root)
-        val_probs = predict_proba(run.model, val, task=run.task, tta=args.tta)
+        val_probs = predict_proba(run.model, val, task=run.task, tta=args.tta, precision=precision)
         thresholds = tune_thresholds(val.targets, val_probs)
         metrics["tuned"] = compute_metrics(dataset.targets, probs, run.class_names, run.task, thresholds=thresholds)
         metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
