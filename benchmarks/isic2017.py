@@ -93,6 +93,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def test_intervals(run_dir: Path, metrics: dict, n_boot: int = 1000) -> dict:
+    """95% bootstrap intervals of the headline test metrics from ``predictions_test.csv`` (for runs
+    evaluated without them)."""
+    from medattn.engine.evaluate import with_confidence_intervals
+    from medattn.evaluation.report import read_predictions
+
+    classes = json.loads((run_dir / "classes.json").read_text())["class_names"]
+    pred = read_predictions(run_dir / "predictions_test.csv", classes)
+    return with_confidence_intervals(metrics, pred.onehot.argmax(1), pred.probs, classes, "multiclass",
+                                     n_boot=n_boot)["ci95"]
+
+
 def finished_rows(out: Path, methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
@@ -100,8 +112,11 @@ def finished_rows(out: Path, methods: list[str]) -> list[dict]:
             result = run_dir / "eval_test.json"
             if result.is_file():
                 train_s, wait_s = training_seconds(run_dir)
+                metrics = json.loads(result.read_text())
+                if "ci95" not in metrics:
+                    metrics["ci95"] = test_intervals(run_dir, metrics)
                 rows.append({"cell": method, "seed": int(run_dir.name[4:]), "run_dir": str(run_dir),
-                             "train_seconds": train_s, "data_wait_seconds": wait_s, **json.loads(result.read_text())})
+                             "train_seconds": train_s, "data_wait_seconds": wait_s, **metrics})
     return rows
 
 
