@@ -3,8 +3,8 @@
 Ours (``medattn.losses.pairwise_hsic``): H K H as K minus row/column means plus the grand mean, then an
 elementwise product with L: O(n^2) per pair after the O(n^2 C) Gram matrices. Naive (as the official
 ``KernelLoss``): H built as an n x n matrix and tr(K H L H) from two n x n matmuls per kernel, O(n^3).
-Both forward + backward, 3 heads of 64 channels, batch 8, at 7x7, 14x14 and 28x28 maps (n = 49, 196,
-784), float32 on CPU, median of repeated timings. Also checks that both give the same value.
+Both forward + backward, 3 heads of 64 channels, batch 8, at 7x7, 14x14, 28x28 and 42x42 maps (n = 49,
+196, 784, 1764), float32 on CPU, median of repeated timings. Also checks that both give the same value.
 
     python benchmarks/hsic_scaling.py          # prints a table, saves benchmarks/results/hsic_scaling.json
 """
@@ -52,7 +52,7 @@ def time_fn(fn, heads: list[torch.Tensor], repeats: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", nargs="+", type=int, default=[7, 14, 28])
+    p.add_argument("--sizes", nargs="+", type=int, default=[7, 14, 28, 42])
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
@@ -66,8 +66,9 @@ def main() -> int:
     print(f"{'map':>6} {'n':>5} {'ours ms':>9} {'naive ms':>9} {'naive/ours':>10} {'|diff|':>9}")
     for s in args.sizes:
         heads = [torch.randn(args.batch, args.channels, s, s, requires_grad=True) for _ in range(args.heads)]
-        ours_value = float(pairwise_hsic(heads, args.sigma))
-        naive_value = float(naive_pairwise_hsic(heads, args.sigma))
+        with torch.no_grad():
+            ours_value = float(pairwise_hsic(heads, args.sigma))
+            naive_value = float(naive_pairwise_hsic(heads, args.sigma))
         ours = time_fn(lambda h: pairwise_hsic(h, args.sigma), heads, args.repeats)
         naive = time_fn(lambda h: naive_pairwise_hsic(h, args.sigma), heads, args.repeats)
         row = {"map": f"{s}x{s}", "n": s * s, "ours_ms": 1e3 * ours, "naive_ms": 1e3 * naive,

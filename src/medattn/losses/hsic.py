@@ -7,9 +7,9 @@ head-j one; K_pq = exp(-||x_p - x_q||^2 / (2 sigma^2)), L likewise, and the bias
     HSIC_b(i, j) = tr(K H L H) / n^2,   H = I - 11^T / n.
 
 The loss is sum_{i<j} mean_b HSIC_b(i, j). The official code forms H K H with two n x n matmuls per
-kernel (O(n^3)); here tr(K H L H) = sum_pq (H K H)_pq L_pq and H K H is K minus its row and column means
-plus its grand mean, so one kernel costs O(n^2 C) (its Gram matrix) and one pair O(n^2), batched over
-images and head pairs. Kernels are always computed in float32, also under bf16 autocast.
+kernel (O(n^3)); here tr(K H L H) = <K, L>_F - (2/n) <K1, L1> + (1'K1)(1'L1)/n^2 (H K H is never
+formed), so one kernel costs O(n^2 C) (its Gram matrix) and one pair O(n^2), batched over images and
+head pairs. Kernels are always computed in float32, also under bf16 autocast.
 """
 from __future__ import annotations
 
@@ -93,16 +93,20 @@ def hsic(k: Tensor, l: Tensor) -> Tensor:
 def hsic_matrix(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0) -> Tensor:
     """HSIC_b(i, j) for every image and pair of heads: N heads B x C x h x w -> B x N x N (float32).
 
+    Uses tr(K H L H) = <K, L>_F - (2/n) <K1, L1> + (1'K1)(1'L1)/n^2, so the centred kernels are
+    never formed: one B x N x n^2 by B x n^2 x N product gives every pair's <K_i, K_j>_F.
     Under autocast the kernels are still computed in float32.
     """
     with torch.autocast(device_type=_device_type(heads), enabled=False):
         x = _points(heads)  # N x B x n x C
         n_heads, b, n = x.shape[0], x.shape[1], x.shape[2]
-        k = gaussian_kernel(x, sigma)  # N x B x n x n
-        kc = center_kernel(k)
-        kc_flat = kc.reshape(n_heads, b, n * n).transpose(0, 1)  # B x N x n^2
-        k_flat = k.reshape(n_heads, b, n * n).permute(1, 2, 0)  # B x n^2 x N
-        return torch.bmm(kc_flat, k_flat) / (n * n)
+        k = gaussian_kernel(x, sigma).transpose(0, 1)  # B x N x n x n
+        flat = k.reshape(b, n_heads, n * n)
+        frob = torch.bmm(flat, flat.transpose(1, 2))  # B x N x N: <K_i, K_j>_F
+        rows = k.sum(dim=-1)  # B x N x n: K 1
+        totals = rows.sum(dim=-1)  # B x N: 1'K1
+        cross = torch.bmm(rows, rows.transpose(1, 2))  # B x N x N: <K_i 1, K_j 1>
+        return (frob - (2.0 / n) * cross + totals.unsqueeze(2) * totals.unsqueeze(1) / (n * n)) / (n * n)
 
 
 def pairwise_hsic(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0) -> Tensor:
