@@ -142,9 +142,9 @@ def apply_update(cfg: dict, update: dict) -> dict:
     return out
 
 
-def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """The YAML mapping of a config file or preset; ``base: <preset or file>`` is read first and the
-    file's values are merged over it (chains allowed, cycles are errors)."""
+def read_config_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[dict]:
+    """The YAML mappings of a config file or preset and of its ``base:`` ancestors, oldest first
+    (``base`` names a preset or a file, relative to the file; cycles are errors)."""
     p = resolve_config_path(path)
     if p.resolve() in _seen:
         raise ConfigError(f"{p}: 'base' chain loops back to itself")
@@ -157,34 +157,17 @@ def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     data.pop("description", None)
     base = data.pop("base", None)
     if base is None:
-        return data
-    parent = read_config_file(base if Path(str(base)).is_absolute() or not (p.parent / str(base)).is_file()
-                              else p.parent / str(base), (*_seen, p.resolve()))
-    return _merge_free(parent, data)
-
-
-def _merge_free(base: dict, update: dict) -> dict:
-    """Deep merge without key validation (both sides are partial configs); options sections are
-    replaced when the reader or model changes (as ``apply_update``)."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(out.get(key), dict) and isinstance(value, dict) and key not in _FREE_FORM:
-            owner = _OWNER_OF_OPTIONS.get(key)
-            merged = _merge_free(out[key], value)
-            if owner and owner in value and value[owner] != out[key].get(owner) and "options" not in value:
-                merged.pop("options", None)
-            out[key] = merged
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+        return [data]
+    sibling = p.parent / str(base)
+    return [*read_config_chain(sibling if sibling.is_file() else base, (*_seen, p.resolve())), data]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """DEFAULTS, then the YAML file (if any, with its ``base`` chain), then each ``--set`` override,
-    validated."""
+    """DEFAULTS, then the YAML file (if any, after its ``base`` chain), then each ``--set`` override,
+    validated; a file or override that changes the reader or model drops the options of the old one."""
     cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        cfg = merge(cfg, read_config_file(path))
+    for data in read_config_chain(path) if path is not None else []:
+        cfg = apply_update(cfg, data)
     for item in overrides or []:
         cfg = apply_update(cfg, parse_override(item))
     return cfg
