@@ -174,3 +174,27 @@ def test_baseline_model_runs_through_every_condition(monkeypatch):
     result = evaluate_robustness(model, coloured_set(6), sigmas=(0.0, 0.1), artifacts=("hair",), batch_size=4)
     assert len(result["noise"]) == 2 and set(result["background"]) == {"swap", "artifact_hair"}
     assert 0.0 <= result["noise"][1]["flip_fraction"] <= 1.0
+
+
+def test_robustness_command_end_to_end(tmp_path, capsys):
+    """`medattn robustness RUN_DIR` on a saved synthetic run: noise, painted artifacts and the shifted
+    split, written as JSON (plus table and plot) next to the run; the data format comes from the run."""
+    import json
+
+    import medattn
+    from medattn.cli import main
+    from medattn.config import load_config
+    from medattn.engine.run import save_run
+
+    cfg = load_config("demo", ["model.backbone=resnet10t", "model.pretrained=false", "data.image_size=48",
+                               "data.options.n_test=6"])
+    torch.manual_seed(0)
+    model = medattn.create_model("baseline", backbone="resnet10t", pretrained=False, num_classes=4)
+    save_run(tmp_path, model, cfg, ["nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"], "multiclass")
+    assert main(["robustness", str(tmp_path), "--sigmas", "0,0.1", "--artifacts", "ruler", "--limit", "4",
+                 "--device", "cpu"]) == 0
+    result = json.loads((tmp_path / "robustness_test.json").read_text())
+    assert result["data_format"] == "synthetic" and result["split"] == "test" and result["n_images"] == 4
+    assert [c["sigma"] for c in result["noise"]] == [0.0, 0.1] and result["noise"][0]["flip_fraction"] == 0.0
+    assert result["shift"]["n_images"] == 4  # test_shifted is compared by default for the synthetic set
+    assert "sigma" in capsys.readouterr().out

@@ -74,15 +74,19 @@ def add_run_data_arguments(p, split_verb: str = "score", data_note: str = "", se
 def load_run_and_split(args, device=None):
     """The run of ``args.run_dir`` (``args.checkpoint``) and its ``args.split`` data, with the
     ``--set`` overrides and ``--data-format``/``--data-root`` applied: (run, config, dataset)."""
-    from ..config import merge, parse_override
+    from ..config import apply_update, parse_override
     from ..engine.data import read_split
     from ..engine.run import load_run
 
     run = load_run(args.run_dir, checkpoint=args.checkpoint, **({"device": device} if device is not None else {}))
     cfg = run.config
+    if args.data_format:
+        cfg = apply_update(cfg, {"data": {"format": args.data_format}})  # another reader: the run's options go
+    if args.data_root:
+        cfg = apply_update(cfg, {"data": {"root": args.data_root}})
     for item in args.overrides:
-        cfg = merge(cfg, parse_override(item))
-    dataset = read_split(cfg, args.split, args.data_format, args.data_root)
+        cfg = apply_update(cfg, parse_override(item))  # as `train --set`: a new reader drops the old options
+    dataset = read_split(cfg, args.split)
     if dataset.class_names != run.class_names:
         raise SystemExit(f"the data's classes {dataset.class_names} differ from the run's {run.class_names}")
     return run, cfg, dataset

@@ -38,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if run.task == "multilabel" and args.threshold_split != "none":
         from ..metrics.multilabel import tune_thresholds
 
-        val = read_split(cfg, args.threshold_split, args.data_format, args.data_root)
+        val = read_split(cfg, args.threshold_split)
         val_probs = predict_proba(run.model, val, task=run.task, tta=args.tta, precision=precision)
-        thresholds = tune_thresholds(val.targets, val_probs)
+        lab = val.labeled
+        thresholds = tune_thresholds(val.targets[lab], val_probs[lab])
         metrics["tuned"] = compute_metrics(dataset.targets, probs, run.class_names, run.task, thresholds=thresholds)
         metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
         metrics["tuned"]["threshold_split"] = args.threshold_split

@@ -64,36 +64,31 @@ def parse_artifacts(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..config import merge, parse_override
     from ..engine.data import read_split
     from ..engine.precision import Precision, resolve_device
-    from ..engine.run import load_run
     from ..evaluation.robustness import evaluate_robustness, robustness_table, write_robustness
+    from ._common import load_run_and_split
 
     try:
         sigmas, artifacts = parse_sigmas(args.sigmas), parse_artifacts(args.artifacts)
     except ValueError as err:
         raise SystemExit(f"medattn robustness: error: {err}") from None
     device = resolve_device(args.device)
-    run = load_run(args.run_dir, checkpoint=args.checkpoint, device=device)
-    cfg = run.config
-    for item in args.overrides:
-        cfg = merge(cfg, parse_override(item))
-    fmt = args.data_format or cfg["data"]["format"]
-    shifted_split = args.shifted_split or ("test_shifted" if fmt in ("synthetic", "synthetic_multilabel") else "none")
-
-    def read(split: str):
-        data = read_split(cfg, split, args.data_format, args.data_root)
-        if data.class_names != run.class_names:
-            raise SystemExit(f"the {split} split's classes {data.class_names} differ from the run's {run.class_names}")
-        return data.subset(np.arange(min(args.limit, len(data)))) if args.limit else data
-
-    dataset = read(args.split)
-    shifted = read(shifted_split) if shifted_split != "none" else None
+    run, cfg, dataset = load_run_and_split(args, device)
+    shifted_split = args.shifted_split or ("test_shifted" if cfg["data"]["format"] in ("synthetic", "synthetic_multilabel") else "none")
+    shifted = None
+    if shifted_split != "none":
+        shifted = read_split(cfg, shifted_split)
+        if shifted.class_names != run.class_names:
+            raise SystemExit(f"the {shifted_split} split's classes {shifted.class_names} differ from the run's "
+                             f"{run.class_names}")
+    if args.limit:
+        dataset = dataset.subset(np.arange(min(args.limit, len(dataset))))
+        shifted = None if shifted is None else shifted.subset(np.arange(min(args.limit, len(shifted))))
     result = evaluate_robustness(run.model, dataset, sigmas=sigmas, artifacts=artifacts, shifted=shifted,
                                  shifted_split=shifted_split, seed=args.seed, batch_size=args.batch_size,
                                  precision=Precision.resolve(args.precision, device), progress=True)
-    result.update(run_dir=str(args.run_dir), split=args.split, data_format=fmt)
+    result.update(run_dir=str(args.run_dir), split=args.split, data_format=cfg["data"]["format"])
     out = Path(args.out) if args.out else Path(args.run_dir) / f"robustness_{args.split}.json"
     paths = write_robustness(result, out)
     print(robustness_table(result))

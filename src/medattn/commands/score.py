@@ -51,6 +51,8 @@ def read_table(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
         raise _error(f"{path}: no such file")
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
+    while rows and not any(c.strip() for c in rows[-1]):
+        rows.pop()  # blank lines at the end of the file (inner ones stay errors, so row numbers hold)
     if not rows:
         raise _error(f"{path}: empty file, expected a header row")
     header = [h.strip() for h in rows[0]]

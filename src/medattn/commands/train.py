@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.out:
             raise SystemExit("--resume needs --out RUN_DIR")
-        import yaml
+        from ..engine.run import read_run_config
 
-        cfg = yaml.safe_load((Path(args.out) / "config.yaml").read_text())
+        cfg = read_run_config(args.out)
         run_dir = Path(args.out)
     else:
         run_dir = Path(args.out) if args.out else new_run_dir(Path("runs") / Path(str(args.config)).stem)

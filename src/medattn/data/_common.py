@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._registry import DataError
-from .dataset import UNLABELED, ImageDataset
+from .dataset import UNLABELED, ImageDataset, labeled_mask
 
 SHOWN = 5
 """How many offenders of each kind an error message names before "(and N more)"."""
@@ -252,17 +252,11 @@ def segmentation_masks(reader: str, options: dict, default_folder: Path, ids: li
 
 
 def empty_classes(targets: np.ndarray, class_names: Sequence[str], task: str) -> list[str]:
-    """Names of classes without any labeled example in ``targets``."""
-    if task == "multiclass":
-        lab = targets[targets != UNLABELED]
-        if len(lab) == 0:
-            return []
-        counts = np.bincount(lab, minlength=len(class_names))
-    else:
-        ok = ~np.isnan(targets).any(axis=1)
-        if not ok.any():
-            return []
-        counts = targets[ok].sum(axis=0)
+    """Names of classes without any labeled example in ``targets`` (none when nothing is labeled)."""
+    lab = targets[labeled_mask(targets, task)]
+    if len(lab) == 0:
+        return []
+    counts = np.bincount(lab, minlength=len(class_names)) if task == "multiclass" else lab.sum(axis=0)
     return [c for c, n in zip(class_names, counts) if n == 0]
 
 

@@ -17,6 +17,15 @@ UNLABELED = -1
 """Target of an unlabeled image in a multi-class set (multi-label sets use a row of NaN)."""
 
 
+def labeled_mask(targets: np.ndarray, task: str) -> np.ndarray:
+    """(N,) bool: which rows of ``targets`` carry a label ((N,) class indices with ``UNLABELED``, or
+    (N, K) 0/1 with a row of NaN for an unlabeled image)."""
+    targets = np.asarray(targets)
+    if task == "multiclass":
+        return targets != UNLABELED
+    return ~np.isnan(targets).any(axis=1)
+
+
 @dataclass
 class ImageDataset:
     """Decoded images, targets and optional lesion masks of one split.
@@ -65,9 +74,7 @@ class ImageDataset:
     @property
     def labeled(self) -> np.ndarray:
         """(N,) bool: which images carry a label."""
-        if self.task == "multiclass":
-            return self.targets != UNLABELED
-        return ~np.isnan(self.targets).any(axis=1)
+        return labeled_mask(self.targets, self.task)
 
     def class_counts(self) -> np.ndarray:
         """(K,) number of labeled images of each class (positives per label for multi-label)."""

@@ -48,8 +48,7 @@ def read_folder(root: str, split: str, image_size: int | None, **options) -> Ima
         found = sorted({c.name for d in top for c in _subdirs(d)})
         base = root / split
     else:
-        if split not in SPLIT_FOLDERS:
-            raise DataError(f"folder: no split {split!r}; available: {', '.join(SPLIT_FOLDERS)}")
+        check_split("folder", split, SPLIT_FOLDERS)
         found = [d.name for d in top]
         base = root
     classes = [str(c) for c in options["classes"]] if options.get("classes") else found

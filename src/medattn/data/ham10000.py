@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (CsvTable, Problems, build_dataset, check_options, duplicates, index_images, read_csv,
+from ._common import (CsvTable, Problems, build_dataset, check_options, check_split, duplicates, index_images, read_csv,
                       require_dir, resolve, segmentation_masks, unlisted)
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
@@ -78,8 +78,7 @@ def read_ham10000(root: str, split: str, image_size: int | None, **options) -> I
     check_options("ham10000", options, ("metadata", "val_fraction", "test_fraction", "seed", "masks", "mask_dir",
                                         "ignore_unlisted"))
     root = require_dir(root, "ham10000")
-    if split not in ("train", "val", "test"):
-        raise DataError(f"ham10000: no split {split!r}; available: train, val, test")
+    check_split("ham10000", split, ("train", "val", "test"))
     meta = read_metadata(Path(options.get("metadata") or root / "HAM10000_metadata.csv"))
     folders = [root / f for f in IMAGE_FOLDERS if (root / f).is_dir()]
     if not folders:

@@ -63,6 +63,11 @@ def _own_pixel_limit():
                 Image.MAX_IMAGE_PIXELS = _limit_saved
 
 
+def _workers(num_workers: int | None) -> int:
+    """Decoding threads: ``num_workers``, else up to 8 (PIL releases the GIL while decoding)."""
+    return max(1, int(num_workers or min(8, os.cpu_count() or 1)))
+
+
 def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open (header only) and refuse files over ``max_pixels`` (width x height; 0 or None: no limit)."""
     try:
@@ -206,8 +211,7 @@ def decode_images(paths: Sequence[str | os.PathLike], image_size: int | None,
             masks[i] = mask
         return "ok", img.shape[:2]
 
-    workers = max(1, int(num_workers or min(8, os.cpu_count() or 1)))
-    with _own_pixel_limit(), ThreadPoolExecutor(workers) as pool, \
+    with _own_pixel_limit(), ThreadPoolExecutor(_workers(num_workers)) as pool, \
             tqdm(total=n, desc=desc, unit="img", disable=None if progress else True) as bar:
         results = []
         for r in pool.map(work, range(n)):
@@ -254,6 +258,6 @@ def resize_images(images: np.ndarray, size: int, num_workers: int | None = None)
     def work(i: int) -> None:
         out[i] = np.asarray(Image.fromarray(images[i]).resize((size, size), Image.Resampling.BILINEAR))
 
-    with ThreadPoolExecutor(max(1, int(num_workers or min(8, os.cpu_count() or 1)))) as pool:
+    with ThreadPoolExecutor(_workers(num_workers)) as pool:
         list(pool.map(work, range(len(images))))
     return out

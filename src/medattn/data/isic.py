@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (CsvTable, Problems, build_dataset, check_options, duplicates, index_images, parse_binary,
+from ._common import (CsvTable, Problems, build_dataset, check_options, check_split, duplicates, index_images, parse_binary,
                       parse_onehot, read_csv, require_dir, resolve, segmentation_masks, unlisted)
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
@@ -64,8 +64,7 @@ def read_isic2017(root: str, split: str, image_size: int | None, **options) -> I
     task = options.get("task", "3class")
     if task not in ISIC2017_TASKS:
         raise DataError(f"isic2017: option task must be one of {', '.join(ISIC2017_TASKS)}, got {task!r}")
-    if split not in ISIC2017_PARTS:
-        raise DataError(f"isic2017: no split {split!r}; available: {', '.join(ISIC2017_PARTS)}")
+    check_split("isic2017", split, ISIC2017_PARTS)
     candidates = ISIC2017_PARTS[split]
     part = next((p for p in candidates if (root / f"ISIC-2017_{p}_Data").is_dir()), candidates[0])
     table = read_csv(root / f"ISIC-2017_{part}_Part3_GroundTruth.csv", ["image_id", "melanoma", "seborrheic_keratosis"])
@@ -144,8 +143,7 @@ def read_isic2019(root: str, split: str, image_size: int | None, **options) -> I
     check_options("isic2019", options, ("unk", "val_fraction", "test_fraction", "seed", "group_by_lesion",
                                         "ignore_unlisted"))
     root = require_dir(root, "isic2019")
-    if split not in ("train", "val", "test"):
-        raise DataError(f"isic2019: no split {split!r}; available: train, val, test")
+    check_split("isic2019", split, ("train", "val", "test"))
     unk = options.get("unk", "error")
     if unk not in UNK_MODES:
         raise DataError(f"isic2019: option unk must be one of {', '.join(UNK_MODES)}, got {unk!r}")

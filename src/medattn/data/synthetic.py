@@ -120,6 +120,14 @@ def _spec(spurious, seed, split, class_names, proportions, shifted, artifact_rat
                  int(seed), split, split == "test_shifted" if shifted is None else bool(shifted), shift_mode)
 
 
+def artifacts_to_paint(reader: str, artifacts: bool | Sequence[str]) -> set[str]:
+    """The names of the ``artifacts`` option (True: all of `ARTIFACTS`, False: none), checked."""
+    paint = set(ARTIFACTS) if artifacts is True else set() if artifacts is False else set(artifacts)
+    if not paint <= set(ARTIFACTS):
+        raise DataError(f"{reader}: unknown artifact(s) {sorted(paint - set(ARTIFACTS))}; known: {', '.join(ARTIFACTS)}")
+    return paint
+
+
 def _plan_one(spec: _Spec, index: int) -> tuple[int, np.ndarray, np.random.Generator]:
     """(class, which artifacts are present (bool per `ARTIFACTS`), the scene generator) of an image."""
     scene = _rng(spec.seed, spec.scene_key, index, 0)
@@ -201,9 +209,7 @@ def generate_synthetic(n: int, size: int = 128, spurious: float = 0.9, seed: int
     spec = _spec(spurious, seed, split, class_names, proportions, shifted, artifact_rate, shift_mode, shortcuts)
     if int(size) < 16 or int(n) < 0 or int(start) < 0:
         raise DataError(f"synthetic: need size >= 16 and non-negative n and start; got {size}, {n}, {start}")
-    paint = set(ARTIFACTS) if artifacts is True else set() if artifacts is False else set(artifacts)
-    if not paint <= set(ARTIFACTS):
-        raise DataError(f"synthetic: unknown artifact(s) {sorted(paint - set(ARTIFACTS))}; known: {', '.join(ARTIFACTS)}")
+    paint = artifacts_to_paint("synthetic", artifacts)
     n, size, start = int(n), int(size), int(start)
     images = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, size, size), np.uint8)

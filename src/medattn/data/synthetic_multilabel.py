@@ -30,16 +30,12 @@ import numpy as np
 
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
-from .synthetic import (ARTIFACTS, RANDOM_ARTIFACT_RATES, SHORTCUTS, SPLITS, paint_artifact, reader_arguments,
-                        render_background, render_lesion)
+from .synthetic import (ARTIFACTS, RANDOM_ARTIFACT_RATES, SHORTCUTS, SPLITS, _rng, artifacts_to_paint, paint_artifact,
+                        reader_arguments, render_background, render_lesion)
 from .synthetic_lesions import LESION_RENDERERS
 
 DEFAULT_CLASSES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma")
 _SLOTS = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))  # (x, y) slot centres, fractions of size
-
-
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
 
 
 def _split_key(split: str) -> int:
@@ -84,9 +80,7 @@ def generate_synthetic_multilabel(n: int, size: int = 128, spurious: float = 0.8
     """Images ``start .. start + n - 1`` of a split of the multi-label synthetic set (module docstring)."""
     names = list(class_names) if class_names is not None else list(DEFAULT_CLASSES)
     rates = _check(n, size, seed, split, names, label_rate, spurious, artifact_rate, shift_mode, lesion_scale, jitter)
-    paint = set(ARTIFACTS) if artifacts is True else set() if artifacts is False else set(artifacts)
-    if not paint <= set(ARTIFACTS):
-        raise DataError(f"synthetic_multilabel: unknown artifact(s) {sorted(paint - set(ARTIFACTS))}; known: {', '.join(ARTIFACTS)}")
+    paint = artifacts_to_paint("synthetic_multilabel", artifacts)
     n, size, seed, start = int(n), int(size), int(seed), int(start)
     shifted = split == "test_shifted" if shifted is None else bool(shifted)
     scene_key = _split_key("test" if split == "test_shifted" else split)

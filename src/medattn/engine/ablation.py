@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import merge, parse_override
+from ..config import apply_update, parse_override
 
 GRIDS = {"biigma": "medattn.models.biigma_ablations", "ibca": "medattn.models.ibca_ablations"}
 
@@ -38,7 +38,7 @@ def cell_config(base: dict, cell: dict, seed: int) -> dict:
     cfg["model"]["name"] = cell["model"]
     cfg["model"]["options"] = {**base_options, **dict(cell.get("options") or {})}
     for item in cell.get("set", []):
-        cfg = merge(cfg, parse_override(item))
+        cfg = apply_update(cfg, parse_override(item))
     return cfg
 
 
@@ -46,6 +46,7 @@ def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, spl
              cells: list[str] | None = None, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Train every (cell, seed) not finished yet and evaluate it on ``splits``; returns one row per
     (cell, seed, split) with the split's metrics and ``"split"``."""
+    from .run import read_run_config
     from .trainer import Trainer
 
     splits = [splits] if isinstance(splits, str) else list(splits)
@@ -61,9 +62,7 @@ def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, spl
                 log(f"[{name} seed {seed}] {'resuming' if resume else 'training'} -> {run_dir}")
                 cfg = cell_config(base, grid[name], seed)
                 if resume:
-                    import yaml
-
-                    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+                    cfg = read_run_config(run_dir)
                 trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, log=log)
                 trainer.fit()
                 trainer.evaluate_splits(splits)

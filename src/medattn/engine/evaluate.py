@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.dataset import ImageDataset
+from ..data.dataset import ImageDataset, labeled_mask
 from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.classification import classification_metrics, isic2017_task_metrics
 from ..metrics.multilabel import multilabel_metrics
@@ -20,14 +20,21 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: list[str
 
     Multi-class sets get the ISIC challenge metrics; a 3-class ISIC 2017 set also gets the two binary
     tasks (melanoma vs rest, SK vs rest) under ``isic2017``. Multi-label sets get CP/CR/CF1/OP/OR/OF1
-    and mAP.
+    and mAP. Unlabeled rows (target -1, or a row of NaN) are left out.
     """
+    y_true, probs = _labeled_rows(y_true, probs, task)
     if task == "multilabel":
         return multilabel_metrics(y_true, probs, thresholds=thresholds, class_names=class_names)
     out = classification_metrics(y_true, probs, class_names)
     if _ISIC2017 <= set(class_names):
         out["isic2017"] = isic2017_task_metrics(y_true, probs, class_names)
     return out
+
+
+def _labeled_rows(y_true: np.ndarray, probs: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    # A split may hold unlabeled images (a CSV with empty label cells); they have no truth to score.
+    lab = labeled_mask(y_true, task)
+    return (y_true, probs) if lab.all() else (np.asarray(y_true)[lab], np.asarray(probs)[lab])
 
 
 def metric_value(metrics: dict, name: str) -> float:
@@ -57,15 +64,11 @@ def with_confidence_intervals(metrics: dict, y_true: np.ndarray, probs: np.ndarr
         m = compute_metrics(t, p, class_names, task)
         return {n: metric_value(m, n) for n in names}
 
+    y_true, probs = _labeled_rows(y_true, probs, task)  # resample only rows that can be scored
     ci = bootstrap_ci(headline, y_true, probs, n_boot=n_boot, seed=seed, stratified=(task == "multiclass"))
     metrics = dict(metrics)
     metrics["ci95"] = {k: [float(v[0]), float(v[1])] for k, v in ci.items()}
     return metrics
-
-
-def dataset_truth(dataset: ImageDataset) -> np.ndarray:
-    """(N,) class indices or (N, K) 0/1 targets of the labeled images."""
-    return dataset.targets
 
 
 def write_predictions_csv(path: str | Path, dataset: ImageDataset, probs: np.ndarray, class_names: list[str]) -> None:

@@ -39,13 +39,27 @@ def build_model(config: dict, num_classes: int, task: str, pretrained: bool | st
     return model
 
 
-def save_run(run_dir: str | Path, model: torch.nn.Module, config: dict, class_names: list[str], task: str,
-             checkpoint: str = "best", meta: dict | None = None) -> Path:
-    """Write config, class names and the model weights of a run (no training state)."""
+def write_run_files(run_dir: str | Path, config: dict, class_names: list[str], task: str) -> Path:
+    """Write ``config.yaml`` and ``classes.json`` of a run (atomically); returns ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     atomic_write_text(run_dir / "classes.json", json.dumps({"class_names": list(class_names), "task": task}, indent=1))
+    return run_dir
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """The resolved config a run was trained with (its ``config.yaml``)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(run_dir)} is not a run directory: config.yaml is missing")
+    return yaml.safe_load(path.read_text())
+
+
+def save_run(run_dir: str | Path, model: torch.nn.Module, config: dict, class_names: list[str], task: str,
+             checkpoint: str = "best", meta: dict | None = None) -> Path:
+    """Write config, class names and the model weights of a run (no training state)."""
+    run_dir = write_run_files(run_dir, config, class_names, task)
     return save_checkpoint(run_dir / checkpoint, model, dict(meta or {}, kind="weights"))
 
 
@@ -55,7 +69,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     for name in ("config.yaml", "classes.json", f"{checkpoint}.safetensors"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a complete run directory: {name} is missing")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = read_run_config(run_dir)
     classes = json.loads((run_dir / "classes.json").read_text())
     model = build_model(config, len(classes["class_names"]), classes["task"], pretrained=False)
     state, _, _, _ = load_checkpoint(run_dir / checkpoint)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import save_config
 from ..data.dataset import UNLABELED
 from ..data.transforms import BatchAugment, to_float_batch
 from ..losses.classification import build_criterion
@@ -33,7 +32,7 @@ from .data import RunData, class_weights, read_run_data
 from .evaluate import compute_metrics, metric_value
 from .inference import predict_proba
 from .precision import Precision, resolve_device
-from .run import build_model
+from .run import build_model, write_run_files
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -87,12 +86,15 @@ class Trainer:
         self.channels_last = bool(t.get("channels_last", True))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.class_weights = class_weights(self.data.train)
+        self.class_weights = class_weights(self.data.train).to(self.device)  # (K,), once: not per step
         loss = config["loss"]
-        self.criterion = build_criterion(loss["name"], self.task, self.class_weights.to(self.device), **(loss.get("options") or {}))
+        self.criterion = build_criterion(loss["name"], self.task, self.class_weights, **(loss.get("options") or {}))
         self.optimizer = self._optimizer()
         self.scaler = self.precision.grad_scaler()
         self.augment = BatchAugment(**config["augment"])
+        self.sampler = t.get("sampler", "random")
+        if self.sampler not in ("random", "balanced"):  # checked here, before any training
+            raise ValueError(f"unknown sampler {self.sampler!r}: random or balanced")
         n = len(self.data.train)
         bs = int(t["batch_size"])
         self.steps_per_epoch = max(1, n // bs) if n >= bs else 1
@@ -149,12 +151,10 @@ class Trainer:
     def _epoch_order(self, g: torch.Generator) -> np.ndarray:
         train = self.data.train
         n = len(train)
-        if self.cfg["train"].get("sampler", "random") == "balanced" and self.task == "multiclass":
-            counts = np.bincount(train.targets[train.labeled], minlength=train.num_classes)
-            w = np.where(train.targets >= 0, 1.0 / np.maximum(counts[np.maximum(train.targets, 0)], 1), 0.0)
+        if self.sampler == "balanced" and self.task == "multiclass":
+            counts = train.class_counts()
+            w = np.where(train.labeled, 1.0 / np.maximum(counts[np.maximum(train.targets, 0)], 1), 0.0)
             return torch.multinomial(torch.tensor(w), n, replacement=True, generator=g).numpy()
-        if self.cfg["train"].get("sampler", "random") not in ("random", "balanced"):
-            raise ValueError(f"unknown sampler {self.cfg['train']['sampler']!r}: random or balanced")
         return torch.randperm(n, generator=g).numpy()
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -223,11 +223,12 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            factor = self.lr_factor(step)
             for group in self.optimizer.param_groups:
-                group["lr"] = group["base_lr"] * self.lr_factor(step)
+                group["lr"] = group["base_lr"] * factor
             labeled = (y >= 0) if y.ndim == 1 else ~torch.isnan(y).any(dim=1)
             ctx = LossContext(criterion=self.criterion, epoch=epoch, step=step, num_epochs=int(t["epochs"]),
-                              task=self.task, labeled=labeled, class_weights=self.class_weights.to(self.device))
+                              task=self.task, labeled=labeled, class_weights=self.class_weights)
             with self.precision.autocast():
                 out = self.model.forward_train(x, y, ctx)
             loss = out.losses["total"]
@@ -284,9 +285,7 @@ class Trainer:
             atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
             self.log(f"resuming {self.run_dir} after epoch {meta['epoch'] + 1}")
         else:
-            save_config(self.cfg, self.run_dir / "config.yaml")
-            atomic_write_text(self.run_dir / "classes.json",
-                              json.dumps({"class_names": self.class_names, "task": self.task}, indent=1))
+            write_run_files(self.run_dir, self.cfg, self.class_names, self.task)
         started = time.perf_counter()
         patience = t.get("early_stopping_patience")
         epoch = start_epoch - 1

@@ -144,7 +144,7 @@ def training_curves_figure(log: list[dict], select_metric: str | None = None,
             ax.set_title(f"train {name}", fontsize=9)
         elif kind == "val":
             for i, m in enumerate(val_metrics):
-                ys = [_number(_get(e.get("val", {}), m)) for e in log]
+                ys = [_number(lookup(e.get("val", {}), m)) for e in log]
                 ax.plot(epochs, ys, marker="o", ms=3, color=PALETTE[i % len(PALETTE)], label=m,
                         lw=2.2 if m == select_metric else 1.2)
             ax.set_title("validation", fontsize=9)
@@ -165,7 +165,8 @@ def training_curves_figure(log: list[dict], select_metric: str | None = None,
     return fig
 
 
-def _get(metrics: dict, name: str):
+def lookup(metrics: dict, name: str):
+    """The value of a dotted metric name (``isic2017.mean_auc``), or None where a part is missing."""
     for part in name.split("."):
         metrics = metrics.get(part) if isinstance(metrics, dict) else None
     return metrics

@@ -28,13 +28,6 @@ def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def _get(metrics: dict, name: str):
-    node = metrics
-    for part in name.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
 def metrics_section(metrics: dict[str, dict], task: str) -> str:
     """Headline metrics (rows) of every split (columns), with 95% bootstrap intervals."""
     names = list(HEADLINE[task])
@@ -43,7 +36,7 @@ def metrics_section(metrics: dict[str, dict], task: str) -> str:
     splits = list(metrics)
     rows = [["images scored", *[H.number(metrics[s].get("n")) for s in splits]]]
     for name in names:
-        rows.append([H.esc(name), *[H.with_ci(_get(metrics[s], name), metrics[s].get("ci95", {}).get(name))
+        rows.append([H.esc(name), *[H.with_ci(F.lookup(metrics[s], name), metrics[s].get("ci95", {}).get(name))
                                     for s in splits]])
     has_ci = any("ci95" in m for m in metrics.values())
     text = ("Grey brackets: 95% percentile bootstrap interval over images (resampled within each class for "
@@ -110,7 +103,7 @@ def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> 
     if not log:
         return H.note("No metrics.jsonl in the run directory.")
     val_names = [m for m in HEADLINE[task] if any(isinstance(e.get("val", {}).get(m), (int, float)) for e in log)]
-    if select not in val_names and any(isinstance(_get(e.get("val", {}), select), (int, float)) for e in log):
+    if select not in val_names and any(isinstance(F.lookup(e.get("val", {}), select), (int, float)) for e in log):
         val_names.insert(0, select)
     F.save(F.training_curves_figure(log, select, val_names), fig_dir / "training.png")
     terms = list(dict.fromkeys(k for e in log for k in e.get("train", {})))
@@ -118,7 +111,7 @@ def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> 
     for e in log:
         mark = " *" if e.get("selected") else ""
         rows.append([f"{e['epoch'] + 1}{mark}", *[H.number(e.get("train", {}).get(t), 4) for t in terms],
-                     *[H.number(_get(e.get("val", {}), m)) for m in val_names], f"{e.get('lr', float('nan')):.2e}",
+                     *[H.number(F.lookup(e.get("val", {}), m)) for m in val_names], f"{e.get('lr', float('nan')):.2e}",
                      H.number(e.get("seconds"), 1)])
     header = ["epoch", *[f"train {t}" for t in terms], *[f"val {m}" for m in val_names], "lr", "seconds"]
     return (H.figure("training.png", "Every loss term logged during training (mean per epoch), validation "
@@ -129,26 +122,16 @@ def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> 
 
 def robustness_section(result: dict, fig_dir: Path, stem: str) -> str:
     """The robustness table (change against the clean images) and plot."""
-    from .robustness import headline
+    from .robustness import condition_rows
     from .robustness_plot import save_robustness_plot
 
     names = result["headline"]
-    clean = headline(result["clean"]["metrics"], names)
+    (_, clean, _), *conditions = condition_rows(result)
     rows = [["clean", *[H.number(clean.get(n)) for n in names], ""]]
-
-    def row(label: str, node: dict, flip) -> list[str]:
-        head = headline(node["metrics"], names)
+    for label, head, flip in conditions:
         cells = [f"{H.number(head.get(n))} {H.signed(head[n] - clean[n]) if n in head and n in clean else ''}"
                  for n in names]
-        return [H.esc(label), *cells, "" if flip is None else f"{100 * flip:.1f}%"]
-
-    for node in result["noise"]:
-        rows.append(row(f"noise sigma={node['sigma']:g}", node, node["flip_fraction"]))
-    for key, node in (result.get("background") or {}).items():
-        rows.append(row("background swap" if key == "swap" else key.replace("artifact_", "artifacts: "), node,
-                        node["flip_fraction"]))
-    if result.get("shift"):
-        rows.append(row(f"shifted split ({result['shift']['split']})", result["shift"], None))
+        rows.append([H.esc(label), *cells, "" if flip is None else f"{100 * flip:.1f}%"])
     png = f"{file_safe(stem)}.png"
     save_robustness_plot(result, fig_dir / png)
     notes = [f"{result['n_images']} images of split {H.esc(result.get('split', '?'))}; Gaussian noise on the [0, 1] "

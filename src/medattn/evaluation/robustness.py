@@ -11,7 +11,6 @@ table and a plot (``medattn.evaluation.robustness_plot``).
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +36,7 @@ def predict_noisy(model: torch.nn.Module, images: np.ndarray, sigma: float, seed
     The noisy batch goes to the model as float, without rounding to uint8.
     """
     device = next(model.parameters()).device
+    precision = precision or Precision(device, None)
     was_training = model.training
     model.eval()
     out = []
@@ -44,7 +44,7 @@ def predict_noisy(model: torch.nn.Module, images: np.ndarray, sigma: float, seed
         for start in range(0, len(images), batch_size):
             noisy = gaussian_noise(images[start:start + batch_size], sigma, seed, offset=start)
             x = torch.from_numpy(noisy).permute(0, 3, 1, 2).contiguous().to(device)
-            with precision.autocast() if precision is not None else contextlib.nullcontext():
+            with precision.autocast():
                 logits = model(x)
             out.append(probabilities(logits, task).double().cpu().numpy())
     finally:
@@ -119,7 +119,9 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
               "n_labeled": int(dataset.labeled.sum()), "seed": seed, "headline": list(names), "clean": clean,
               "noise": [], "background": None, "background_note": None, "shift": None}
     for sigma in sigmas:
-        probs = predict_noisy(model, dataset.images, float(sigma), seed, batch_size, task, precision)
+        # sigma 0 is the clean split (as float): its predictions are already there.
+        probs = clean_probs if sigma == 0 else predict_noisy(model, dataset.images, float(sigma), seed, batch_size,
+                                                             task, precision)
         result["noise"].append({"sigma": float(sigma), **_condition(dataset, probs, clean_probs, names, clean_head)})
         bar.update()
 
@@ -151,16 +153,21 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
     return result
 
 
-def _rows(result: dict) -> list[tuple[str, dict, float | None]]:
-    """(condition label, headline metrics, flip fraction) for the table and the plot."""
+def background_label(key: str) -> str:
+    """Display name of a background condition: "background swap", "artifact: ruler", "artifact: all"."""
+    return "background swap" if key == "swap" else key.replace("_", ": ", 1)
+
+
+def condition_rows(result: dict) -> list[tuple[str, dict, float | None]]:
+    """(condition label, headline metrics, flip fraction or None) of every condition, clean first; the
+    rows of the markdown table and of the run report."""
     names = result["headline"]
     rows = [("clean", headline(result["clean"]["metrics"], names), None)]
     for node in result["noise"]:
         rows.append((f"noise sigma={node['sigma']:g}", headline(node["metrics"], names), node["flip_fraction"]))
-    for key, node in (result["background"] or {}).items():
-        label = "background swap" if key == "swap" else key.replace("_", ": ", 1)
-        rows.append((label, headline(node["metrics"], names), node["flip_fraction"]))
-    if result["shift"]:
+    for key, node in (result.get("background") or {}).items():
+        rows.append((background_label(key), headline(node["metrics"], names), node["flip_fraction"]))
+    if result.get("shift"):
         rows.append((f"shifted split ({result['shift']['split']})", headline(result["shift"]["metrics"], names), None))
     return rows
 
@@ -170,7 +177,7 @@ def robustness_table(result: dict) -> str:
     names = result["headline"]
     clean = headline(result["clean"]["metrics"], names)
     lines = ["| condition | " + " | ".join(names) + " | flipped |", "|---" * (len(names) + 2) + "|"]
-    for label, head, flip in _rows(result):
+    for label, head, flip in condition_rows(result):
         cells = []
         for n in names:
             if n not in head:

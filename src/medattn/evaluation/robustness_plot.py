@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .robustness import headline
+from .robustness import background_label, headline
 
 
 def robustness_figure(result: dict) -> Figure:
@@ -45,8 +45,8 @@ def robustness_figure(result: dict) -> Figure:
 
     if panels == 3:
         main = names[0]
-        rows = [("background swap" if k == "swap" else k.replace("artifact_", "artifacts: "), node.get("delta", {}).get(main, np.nan),
-                 node.get("flip_fraction")) for k, node in background.items()]
+        rows = [(background_label(k), node.get("delta", {}).get(main, np.nan), node.get("flip_fraction"))
+                for k, node in background.items()]
         if shift:
             rows.append((f"split {shift['split']}", shift.get("delta", {}).get(main, np.nan), None))
         ax = axes[2]

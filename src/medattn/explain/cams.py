@@ -134,6 +134,7 @@ def compute_cams(model: nn.Module, x: Tensor, targets: Sequence[Sequence[int]],
                          f"({len(bad) - 1} more)")
     out: list[CamMaps] = [{} for _ in range(len(x))]
     x = x.detach()
+    precision = precision or Precision(x.device, None)
     for method in methods:
         with cam_extractor(model, method, layer, batch_size) as cam, torch.enable_grad():
             if method in CLASS_AGNOSTIC:
@@ -141,7 +142,7 @@ def compute_cams(model: nn.Module, x: Tensor, targets: Sequence[Sequence[int]],
             else:
                 rounds = list(_rounds(targets))
             for rows, classes in rounds:
-                with precision.autocast() if precision is not None else contextlib.nullcontext():
+                with precision.autocast():
                     maps = cam(input_tensor=x[rows], targets=[ClassifierOutputTarget(c) for c in classes])
                 cam.outputs = None  # drop this round's graph before the next round
                 for row, cls, m in zip(rows, classes, maps):

@@ -12,7 +12,6 @@ classes asked for); class-agnostic methods (EigenCAM) are always ``<method>``.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -54,10 +53,6 @@ class Explanation:
         return int(np.argmax(self.probabilities))
 
 
-def _autocast(precision: Precision | None):
-    return precision.autocast() if precision is not None else contextlib.nullcontext()
-
-
 def normalize_maps(maps: Tensor) -> Tensor:
     """Min-max scale each map of a B x 1 x H x W batch to [0, 1]; a constant map becomes all zeros."""
     flat = maps.flatten(1)
@@ -75,7 +70,8 @@ def native_maps(model: nn.Module, x: Tensor, precision: Precision | None = None)
     attention = getattr(model, "attention_maps", None)
     if attention is None:
         return {}
-    with torch.no_grad(), _autocast(precision):
+    precision = precision or Precision(x.device, None)
+    with torch.no_grad(), precision.autocast():
         raw = attention(x)
     out = {}
     for name, m in raw.items():
@@ -124,11 +120,12 @@ def explain_batch(model: nn.Module, images: np.ndarray, *, task: str, class_name
         raise ValueError(f"images must be B x H x W x 3 uint8, got {images.shape} {images.dtype}")
     ids = [str(i) for i in ids] if ids is not None else [str(i) for i in range(len(images))]
     device = next(model.parameters()).device
+    precision = precision or Precision(device, None)
     was_training = model.training
     model.eval()
     try:
         x = to_float_batch(images).to(device)
-        with torch.no_grad(), _autocast(precision):
+        with torch.no_grad(), precision.autocast():
             probs = probabilities(model(x), task).double().cpu().numpy()
         if targets is None:
             targets = select_targets(probs, task, classes, threshold)

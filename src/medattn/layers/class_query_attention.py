@@ -6,8 +6,8 @@ dot-product attention, as in Query2Label's decoder, without positional encoding,
     a_{b,h,k,p} = softmax_p(q_{h,k} . key_{b,h,p} / sqrt(d_h)),   f_{b,k} = W_o concat_h sum_p a_{b,h,k,p} v_{b,h,p}
 
 ``forward(f)`` returns the class features B x K x D and the attention B x heads x K x (h*w) (float32,
-each row sums to 1). ``readout(weights, f)`` pools the values under any other weights of that shape
-(the intervention pools under the complement of the attention). The logits are computed in float32.
+each row sums to 1). ``readout(weights, values(f))`` pools the values under any other weights of that
+shape (the intervention pools under the complement of the attention). The logits are computed in float32.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -44,16 +45,20 @@ class ClassQueryAttention(nn.Module):
         logits = torch.einsum("hkd,bhpd->bhkp", q, k) / math.sqrt(q.shape[-1])
         return torch.softmax(logits, dim=-1)
 
-    def readout(self, weights: Tensor, f: Tensor) -> Tensor:
-        """Pool the values under ``weights`` (B x heads x K x P) -> class features B x K x D."""
-        tokens = f.flatten(2).transpose(1, 2)
-        v = self._heads(self.v_proj(tokens))                             # B x heads x P x d_h
-        pooled = torch.einsum("bhkp,bhpd->bkhd", weights.to(v.dtype), v).flatten(2)
-        return self.out_proj(pooled)
+    def values(self, f: Tensor) -> Tensor:
+        """B x C x h x w -> per-head values B x heads x (h*w) x d_h."""
+        return self._heads(self.v_proj(f.flatten(2).transpose(1, 2)))
+
+    def readout(self, weights: Tensor, values: Tensor, bias: bool = True) -> Tensor:
+        """Pool ``values`` (from ``values(f)``) under ``weights`` (B x heads x K x P) -> class features
+        B x K x D; ``bias=False`` leaves out the output projection's bias (for a context added to
+        features that already carry it)."""
+        pooled = torch.einsum("bhkp,bhpd->bkhd", weights.to(values.dtype), values).flatten(2)
+        return self.out_proj(pooled) if bias else F.linear(pooled, self.out_proj.weight)
 
     def forward(self, f: Tensor) -> tuple[Tensor, Tensor]:
         att = self.attention(f)
-        return self.readout(att, f), att
+        return self.readout(att, self.values(f)), att
 
 
 class ClassWiseLinear(nn.Module):

@@ -54,48 +54,54 @@ def zero_like_graph(logits: Tensor) -> Tensor:
     return logits.sum() * 0.0
 
 
-def _need(task: str, wanted: str, name: str) -> None:
-    if task != wanted:
-        raise ValueError(f"loss {name!r} is for {wanted} data; this data set is {task}")
-
-
-@register_criterion("ce")
-def cross_entropy(task: str, class_weights: Tensor | None = None, label_smoothing: float = 0.0) -> Criterion:
-    """Plain cross-entropy (mean over labeled rows)."""
-    _need(task, "multiclass", "ce")
+def ignoring_unlabeled(loss: Callable[[Tensor, Tensor], Tensor]) -> Criterion:
+    """Make ``loss(labeled logits, labeled targets) -> scalar`` a criterion: unlabeled rows are dropped
+    (``labeled_rows``) and a batch without a labeled row gives ``zero_like_graph(logits)``."""
 
     def criterion(logits: Tensor, targets: Tensor) -> Tensor:
         keep = labeled_rows(targets)
         if not keep.any():
             return zero_like_graph(logits)
-        return F.cross_entropy(logits[keep].float(), targets[keep], label_smoothing=label_smoothing)
+        return loss(logits[keep], targets[keep])
 
     return criterion
+
+
+def require_task(task: str, wanted: str, name: str) -> None:
+    if task != wanted:
+        raise ValueError(f"loss {name!r} is for {wanted} data; this data set is {task}")
+
+
+def _cross_entropy(weight: Tensor | None, label_smoothing: float) -> Criterion:
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        w = None if weight is None else weight.to(logits.device)
+        return F.cross_entropy(logits.float(), targets, weight=w, label_smoothing=label_smoothing)
+
+    return ignoring_unlabeled(loss)
+
+
+@register_criterion("ce")
+def cross_entropy(task: str, class_weights: Tensor | None = None, label_smoothing: float = 0.0) -> Criterion:
+    """Plain cross-entropy (mean over labeled rows)."""
+    require_task(task, "multiclass", "ce")
+    return _cross_entropy(None, label_smoothing)
 
 
 @register_criterion("weighted_ce")
 def weighted_cross_entropy(task: str, class_weights: Tensor | None = None, label_smoothing: float = 0.0) -> Criterion:
     """Cross-entropy with data-set class weights (inverse class frequency, normalised to mean 1);
     PyTorch's weighted mean: sum_b w_{y_b} CE_b / sum_b w_{y_b}."""
-    _need(task, "multiclass", "weighted_ce")
+    require_task(task, "multiclass", "weighted_ce")
     if class_weights is None:
         raise ValueError("loss 'weighted_ce' needs class weights (the trainer passes the training set's)")
-
-    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
-        keep = labeled_rows(targets)
-        if not keep.any():
-            return zero_like_graph(logits)
-        return F.cross_entropy(logits[keep].float(), targets[keep], weight=class_weights.to(logits.device),
-                               label_smoothing=label_smoothing)
-
-    return criterion
+    return _cross_entropy(class_weights, label_smoothing)
 
 
 @register_criterion("bce")
 def binary_cross_entropy(task: str, class_weights: Tensor | None = None, pos_weight: list[float] | str | None = None) -> Criterion:
     """Multi-label BCE with logits; ``pos_weight`` a list of K weights or ``"balanced"``
     (negatives / positives per class of the training set, via ``class_weights``)."""
-    _need(task, "multilabel", "bce")
+    require_task(task, "multilabel", "bce")
     if pos_weight == "balanced":
         if class_weights is None:
             raise ValueError("pos_weight='balanced' needs the training set's class statistics")
@@ -103,14 +109,11 @@ def binary_cross_entropy(task: str, class_weights: Tensor | None = None, pos_wei
     else:
         weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)
 
-    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
-        keep = labeled_rows(targets)
-        if not keep.any():
-            return zero_like_graph(logits)
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
         pw = None if weight is None else weight.to(logits.device)
-        return F.binary_cross_entropy_with_logits(logits[keep].float(), targets[keep].float(), pos_weight=pw)
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pw)
 
-    return criterion
+    return ignoring_unlabeled(loss)
 
 
 def _import_all() -> None:

@@ -17,18 +17,15 @@ they equal ``F.binary_cross_entropy_with_logits`` (mean reduction).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .classification import Criterion, labeled_rows, register_criterion, zero_like_graph
+from .classification import Criterion, ignoring_unlabeled, register_criterion, require_task
 
 REDUCTIONS = ("mean", "sum")
-
-
-def _need_multilabel(task: str, name: str) -> None:
-    if task != "multilabel":
-        raise ValueError(f"loss {name!r} is for multilabel data; this data set is {task}")
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -70,16 +67,6 @@ def asymmetric_loss(logits: Tensor, targets: Tensor, gamma_neg: float = 4.0, gam
     return _reduce(loss, reduction)
 
 
-def _masked(fn, **kwargs) -> Criterion:
-    def criterion(logits: Tensor, targets: Tensor) -> Tensor:
-        keep = labeled_rows(targets)
-        if not keep.any():
-            return zero_like_graph(logits)
-        return fn(logits[keep], targets[keep], **kwargs)
-
-    return criterion
-
-
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -89,13 +76,14 @@ def _check_reduction(reduction: str) -> None:
 def focal(task: str, class_weights: Tensor | None = None, gamma: float = 2.0, alpha: float | None = None,
           reduction: str = "mean") -> Criterion:
     """Sigmoid focal loss for multi-label data (``loss.options``: gamma, alpha, reduction)."""
-    _need_multilabel(task, "focal")
+    require_task(task, "multilabel", "focal")
     _check_reduction(reduction)
     if gamma < 0:
         raise ValueError(f"focal gamma must be >= 0, got {gamma}")
     if alpha is not None and not 0 <= alpha <= 1:
         raise ValueError(f"focal alpha must be in [0, 1] or null, got {alpha}")
-    return _masked(focal_loss, gamma=float(gamma), alpha=None if alpha is None else float(alpha), reduction=reduction)
+    return ignoring_unlabeled(partial(focal_loss, gamma=float(gamma), alpha=None if alpha is None else float(alpha),
+                                      reduction=reduction))
 
 
 @register_criterion("asl")
@@ -103,11 +91,12 @@ def asl(task: str, class_weights: Tensor | None = None, gamma_neg: float = 4.0, 
         clip: float = 0.05, eps: float = 1e-8, detach_focusing: bool = True, reduction: str = "mean") -> Criterion:
     """Asymmetric loss for multi-label data (``loss.options``: gamma_neg, gamma_pos, clip, eps,
     detach_focusing, reduction)."""
-    _need_multilabel(task, "asl")
+    require_task(task, "multilabel", "asl")
     _check_reduction(reduction)
     if gamma_neg < 0 or gamma_pos < 0:
         raise ValueError(f"asl gammas must be >= 0, got gamma_neg={gamma_neg}, gamma_pos={gamma_pos}")
     if not 0 <= clip < 1:
         raise ValueError(f"asl clip must be in [0, 1), got {clip}")
-    return _masked(asymmetric_loss, gamma_neg=float(gamma_neg), gamma_pos=float(gamma_pos), clip=float(clip),
-                   eps=float(eps), detach_focusing=bool(detach_focusing), reduction=reduction)
+    return ignoring_unlabeled(partial(asymmetric_loss, gamma_neg=float(gamma_neg), gamma_pos=float(gamma_pos),
+                                      clip=float(clip), eps=float(eps), detach_focusing=bool(detach_focusing),
+                                      reduction=reduction))

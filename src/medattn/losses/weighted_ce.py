@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .classification import zero_like_graph
+
 NORMALIZE = ("batch", "classes")
 
 
@@ -46,7 +48,7 @@ def batch_inverse_ce(logits: Tensor, targets: Tensor, class_weights: Tensor | No
     _check_targets(logits, targets)
     keep = targets >= 0
     if not bool(keep.any()):
-        return logits.sum() * 0.0
+        return zero_like_graph(logits)
     z, y = logits[keep].float(), targets[keep]
     ce = F.cross_entropy(z, y, reduction="none")
     if class_weights is not None:

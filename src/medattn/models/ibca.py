@@ -142,11 +142,11 @@ class IBCANet(ClassQueryNet):
 
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         """Intermediate tensors: ``p`` (B x D x h x w), ``f_mha`` (B x K x D), ``att`` (B x heads x K x hw),
-        and with the GM branch ``z_gm`` (B x K x D), ``gm_maps`` (B x K x h x w), ``t`` (B x K x D_b),
-        ``kl`` (B x K, with the VIB)."""
+        ``v`` (the attention's values, B x heads x hw x D/heads), and with the GM branch ``z_gm``
+        (B x K x D), ``gm_maps`` (B x K x h x w), ``t`` (B x K x D_b), ``kl`` (B x K, with the VIB)."""
         p = self.project(x)
-        f_mha, att = self.mha(p)
-        out = {"p": p, "f_mha": f_mha, "att": att}
+        att, v = self.mha.attention(p), self.mha.values(p)
+        out = {"p": p, "f_mha": self.mha.readout(att, v), "att": att, "v": v}
         if self.use_gm:
             z, maps, _ = self.gm(p)
             out.update(z_gm=z, gm_maps=maps)
@@ -185,8 +185,8 @@ class IBCANet(ClassQueryNet):
         b = l_mha.shape[0]
         if b < 2:
             return l_mha.sum() * 0.0
-        context = self.mha.readout(attention_complement(enc["att"].detach()), enc["p"])
-        context = context - self.mha.out_proj.bias.to(context.dtype)  # the context adds no second bias
+        # f_mha already carries the output bias: the context adds none.
+        context = self.mha.readout(attention_complement(enc["att"].detach()), enc["v"], bias=False)
         shift = int(torch.randint(1, b, (1,)))
         perm = (torch.arange(b, device=l_mha.device) + shift) % b
         l_int = self.head_mha(self.dropout(enc["f_mha"] + self.intervention_scale * context[perm]))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers.soft_attention import SoftAttention
+from ..losses.classification import ignoring_unlabeled
 from ._registry import register_model
 from .base import LossContext, TrainOutput
 from .baseline import ClassifierOnBackbone
@@ -91,11 +92,7 @@ class SoftAttentionNet(ClassifierOnBackbone):
         if targets.ndim != 1:
             raise ValueError("soft_attention's class_weight is for multi-class data (Keras class_weight)")
         logits = self(x)
-        keep = targets >= 0
-        if not keep.any():
-            ce = logits.sum() * 0.0
-        else:
-            ce = keras_weighted_ce(logits[keep], targets[keep], self.class_weight)
+        ce = ignoring_unlabeled(lambda z, y: keras_weighted_ce(z, y, self.class_weight))(logits, targets)
         return TrainOutput(logits=logits, losses={"ce": ce, "total": ce})
 
     def attention_maps(self, x: Tensor) -> dict[str, Tensor]:
