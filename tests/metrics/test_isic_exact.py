@@ -34,6 +34,14 @@ def reference(onehot: np.ndarray, probs: np.ndarray, cats: list[str]) -> Classif
                                    ClassificationMetric.BALANCED_ACCURACY)
 
 
+def reference_from_files(truth, pred, monkeypatch) -> ClassificationScore:
+    """isic-challenge-scoring's own CSV path (its applymap call, removed in pandas 3, is aliased)."""
+    monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ClassificationScore.from_file(truth, pred, ClassificationMetric.BALANCED_ACCURACY)
+
+
 def random_case(seed: int, k: int, decimals: int | None = None):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(40, 400))
@@ -122,12 +130,7 @@ def test_cli_json_matches_scorer_end_to_end(tmp_path, capsys, monkeypatch):
     write_csv(tmp_path / "pred.csv", pred_ids, names[::-1], probs[order][:, ::-1])
     assert main(["score", str(tmp_path / "truth.csv"), str(tmp_path / "pred.csv"), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
-    # the scorer's CSV path uses DataFrame.applymap, removed in pandas 3: alias it for the reference
-    monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = ClassificationScore.from_file(tmp_path / "truth.csv", tmp_path / "pred.csv",
-                                            ClassificationMetric.BALANCED_ACCURACY)
+    ref = reference_from_files(tmp_path / "truth.csv", tmp_path / "pred.csv", monkeypatch)
     assert_matches_reference(ours, ref, names)
     assert ours["n"] == len(y) and ours["format"] == "isic"
 
@@ -246,11 +249,7 @@ def test_real_isic2018_test_ids_match_scorer(shared_data, tmp_path, capsys, monk
     write_csv(tmp_path / "p.csv", meta["image_id"], cats, probs)
     assert main(["score", str(tmp_path / "t.csv"), str(tmp_path / "p.csv"), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
-    monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = ClassificationScore.from_file(tmp_path / "t.csv", tmp_path / "p.csv",
-                                            ClassificationMetric.BALANCED_ACCURACY)
+    ref = reference_from_files(tmp_path / "t.csv", tmp_path / "p.csv", monkeypatch)
     assert ours["n"] == len(y) - 1
     assert_matches_reference(ours, ref, cats)
 
