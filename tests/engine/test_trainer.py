@@ -99,3 +99,14 @@ def test_lr_schedule_warmup_and_cosine(data, tmp_path):
     assert f[0] == pytest.approx(1 / spe) and f[spe - 1] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[spe:], f[spe + 1:]))
     assert f[-1] == pytest.approx(0.1, abs=0.05)
+
+
+def test_balanced_sampler_refuses_multilabel_data(tmp_path):
+    targets = np.eye(3, dtype=np.float32)[np.arange(16) % 3]
+    targets[::4, 0] = 1.0  # several labels on some images: there is no single class to balance
+    images = np.zeros((16, 32, 32, 3), np.uint8)
+    ml = ImageDataset(images, targets, ["a", "b", "c"], [f"m{i}" for i in range(16)], task="multilabel")
+    cfg = tiny_config(sampler="balanced")
+    with pytest.raises(ValueError, match="sampler=balanced needs a multi-class task"):
+        Trainer(cfg, tmp_path / "run", progress=False, log=lambda s: None, data=RunData(ml, ml))
+    assert not (tmp_path / "run").exists()  # refused before anything was written

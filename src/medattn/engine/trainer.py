@@ -95,6 +95,9 @@ class Trainer:
         self.sampler = t.get("sampler", "random")
         if self.sampler not in ("random", "balanced"):  # checked here, before any training
             raise ValueError(f"unknown sampler {self.sampler!r}: random or balanced")
+        if self.sampler == "balanced" and self.task != "multiclass":  # one class per image is needed to balance
+            raise ValueError("train.sampler=balanced needs a multi-class task; use weighted losses "
+                             "(e.g. loss.name=bce with pos_weight) for multi-label data")
         n = len(self.data.train)
         bs = int(t["batch_size"])
         self.steps_per_epoch = max(1, n // bs) if n >= bs else 1
@@ -151,7 +154,7 @@ class Trainer:
     def _epoch_order(self, g: torch.Generator) -> np.ndarray:
         train = self.data.train
         n = len(train)
-        if self.sampler == "balanced" and self.task == "multiclass":
+        if self.sampler == "balanced":
             counts = train.class_counts()
             w = np.where(train.labeled, 1.0 / np.maximum(counts[np.maximum(train.targets, 0)], 1), 0.0)
             return torch.multinomial(torch.tensor(w), n, replacement=True, generator=g).numpy()
