@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from ..engine.evaluate import HEADLINE
+from ..engine.evaluate import HEADLINE, lookup_metric
 
 
 def new_run_dir(base: str | Path) -> Path:
@@ -37,9 +37,7 @@ def results_table(results: dict[str, dict], task: str) -> str:
     for split, m in results.items():
         cells = []
         for c in cols:
-            node = m
-            for part in c.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
+            node = lookup_metric(m, c)
             cell = fmt(node)
             ci = m.get("ci95", {}).get(c)
             if ci and node is not None:

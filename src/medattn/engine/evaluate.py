@@ -37,14 +37,20 @@ def _labeled_rows(y_true: np.ndarray, probs: np.ndarray, task: str) -> tuple[np.
     return (y_true, probs) if lab.all() else (np.asarray(y_true)[lab], np.asarray(probs)[lab])
 
 
-def metric_value(metrics: dict, name: str) -> float:
-    """Look up a (possibly dotted) metric name, e.g. ``balanced_accuracy`` or ``isic2017.mean_auc``."""
+def lookup_metric(metrics: dict, name: str):
+    """The value of a (possibly dotted) metric name, e.g. ``isic2017.mean_auc``; None where a part is missing."""
     node = metrics
     for part in name.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"metric {name!r} not available; top-level metrics: {', '.join(sorted(metrics))}")
-        node = node[part]
-    return float(node)
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def metric_value(metrics: dict, name: str) -> float:
+    """``lookup_metric`` as a float; a KeyError naming the available metrics where it is missing."""
+    value = lookup_metric(metrics, name)
+    if value is None:
+        raise KeyError(f"metric {name!r} not available; top-level metrics: {', '.join(sorted(metrics))}")
+    return float(value)
 
 
 HEADLINE = {

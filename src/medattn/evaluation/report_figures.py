@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from ..engine.evaluate import lookup_metric
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
 
@@ -144,7 +146,7 @@ def training_curves_figure(log: list[dict], select_metric: str | None = None,
             ax.set_title(f"train {name}", fontsize=9)
         elif kind == "val":
             for i, m in enumerate(val_metrics):
-                ys = [_number(lookup(e.get("val", {}), m)) for e in log]
+                ys = [_number(lookup_metric(e.get("val", {}), m)) for e in log]
                 ax.plot(epochs, ys, marker="o", ms=3, color=PALETTE[i % len(PALETTE)], label=m,
                         lw=2.2 if m == select_metric else 1.2)
             ax.set_title("validation", fontsize=9)
@@ -163,13 +165,6 @@ def training_curves_figure(log: list[dict], select_metric: str | None = None,
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     return fig
-
-
-def lookup(metrics: dict, name: str):
-    """The value of a dotted metric name (``isic2017.mean_auc``), or None where a part is missing."""
-    for part in name.split("."):
-        metrics = metrics.get(part) if isinstance(metrics, dict) else None
-    return metrics
 
 
 def _number(value) -> float:

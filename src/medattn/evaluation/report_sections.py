@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.evaluate import HEADLINE
+from ..engine.evaluate import HEADLINE, lookup_metric
 from ..metrics.calibration import expected_calibration_error, reliability_curve
 from . import report_figures as F
 from . import report_html as H
@@ -36,7 +36,7 @@ def metrics_section(metrics: dict[str, dict], task: str) -> str:
     splits = list(metrics)
     rows = [["images scored", *[H.number(metrics[s].get("n")) for s in splits]]]
     for name in names:
-        rows.append([H.esc(name), *[H.with_ci(F.lookup(metrics[s], name), metrics[s].get("ci95", {}).get(name))
+        rows.append([H.esc(name), *[H.with_ci(lookup_metric(metrics[s], name), metrics[s].get("ci95", {}).get(name))
                                     for s in splits]])
     has_ci = any("ci95" in m for m in metrics.values())
     text = ("Grey brackets: 95% percentile bootstrap interval over images (resampled within each class for "
@@ -103,7 +103,7 @@ def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> 
     if not log:
         return H.note("No metrics.jsonl in the run directory.")
     val_names = [m for m in HEADLINE[task] if any(isinstance(e.get("val", {}).get(m), (int, float)) for e in log)]
-    if select not in val_names and any(isinstance(F.lookup(e.get("val", {}), select), (int, float)) for e in log):
+    if select not in val_names and any(isinstance(lookup_metric(e.get("val", {}), select), (int, float)) for e in log):
         val_names.insert(0, select)
     F.save(F.training_curves_figure(log, select, val_names), fig_dir / "training.png")
     terms = list(dict.fromkeys(k for e in log for k in e.get("train", {})))
@@ -111,7 +111,7 @@ def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> 
     for e in log:
         mark = " *" if e.get("selected") else ""
         rows.append([f"{e['epoch'] + 1}{mark}", *[H.number(e.get("train", {}).get(t), 4) for t in terms],
-                     *[H.number(F.lookup(e.get("val", {}), m)) for m in val_names], f"{e.get('lr', float('nan')):.2e}",
+                     *[H.number(lookup_metric(e.get("val", {}), m)) for m in val_names], f"{e.get('lr', float('nan')):.2e}",
                      H.number(e.get("seconds"), 1)])
     header = ["epoch", *[f"train {t}" for t in terms], *[f"val {m}" for m in val_names], "lr", "seconds"]
     return (H.figure("training.png", "Every loss term logged during training (mean per epoch), validation "
