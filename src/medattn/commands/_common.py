@@ -88,3 +88,10 @@ def load_run_and_split(args, device=None):
     if dataset.class_names != run.class_names:
         raise SystemExit(f"the data's classes {dataset.class_names} differ from the run's {run.class_names}")
     return run, cfg, dataset
+
+
+def add_tta_argument(p) -> None:
+    """``--tta`` of the commands that predict (see ``engine.inference.predict_proba``)."""
+    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
+                   help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
+                        "rotations/reflections (dihedral); default none")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_run_data_arguments
+from ._common import add_run_data_arguments, add_tta_argument
 
 NAME = "evaluate"
 
@@ -13,9 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_data_arguments(p, "score", "", "data.options.task=melanoma")
     p.add_argument("--precision", default=None, choices=("auto", "bf16", "fp16", "fp32"),
                    help="inference precision (default: the run's train.precision, as its own evaluation)")
-    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
-                   help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
-                        "rotations/reflections (dihedral); default none")
+    add_tta_argument(p)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--threshold-split", default="val",
                    help="multi-label: split on which per-class thresholds are tuned (default val; 'none' to skip)")

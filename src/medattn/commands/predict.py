@@ -7,6 +7,8 @@ import csv
 import io
 from pathlib import Path
 
+from ._common import add_tta_argument
+
 NAME = "predict"
 
 
@@ -14,9 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory written by `medattn train`")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders (searched recursively)")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
-    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
-                   help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
-                        "rotations/reflections (dihedral); default none")
+    add_tta_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refuse)")
     p.add_argument("--checkpoint", default="best")
     p.add_argument("--batch-size", type=int, default=32)
