@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_predictions_csv
     from ..engine.inference import predict_proba
     from ..engine.precision import Precision
+    from ..evaluation.ensemble import predictions_name
     from ._common import dump_json, load_run_and_split, results_table
 
     run, cfg, dataset = load_run_and_split(args)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bootstrap:
         metrics = with_confidence_intervals(metrics, dataset.targets, probs, run.class_names, run.task, n_boot=args.bootstrap)
     metrics["tta"] = args.tta
-    name = args.split if args.tta == "none" else f"{args.split}_tta-{args.tta}"  # never replaces the plain results
+    name = predictions_name(args.split, args.tta)  # with --tta, never replaces the plain results
     out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{name}.json"
     dump_json(metrics, out)
     write_predictions_csv(out.with_name(f"predictions_{name}.csv"), dataset, probs, run.class_names)

@@ -1,0 +1,83 @@
+"""Average the saved predictions of several runs on one split (a seed or method ensemble).
+
+Each member is a run directory that already holds ``predictions_<split>.csv`` (written by ``medattn
+evaluate``; ``predictions_<split>_tta-<mode>.csv`` with test-time augmentation). The members must
+agree on the class names, the task, the images and their truth; rows are matched by image id, so
+their order may differ. The ensemble's probability is the plain mean of the members' probabilities,
+the usual way ISIC challenge entries combine models. Nothing is re-run: an ensemble of finished runs
+costs a CSV read per member.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .report import SplitPredictions, read_predictions
+
+
+def predictions_name(split: str, tta: str = "none") -> str:
+    """The stem ``medattn evaluate`` gives a split's files: ``test`` or ``test_tta-dihedral``."""
+    return split if tta == "none" else f"{split}_tta-{tta}"
+
+
+def _run_classes(run_dir: Path) -> tuple[list[str], str]:
+    path = run_dir / "classes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: classes.json is missing")
+    classes = json.loads(path.read_text())
+    return list(classes["class_names"]), classes.get("task", "multiclass")
+
+
+def read_member(run_dir: str | Path, split: str, tta: str = "none") -> tuple[SplitPredictions, list[str]]:
+    """(predictions, class names) of one run's split; a clear error when they were never written."""
+    run_dir = Path(run_dir)
+    class_names, task = _run_classes(run_dir)
+    name = predictions_name(split, tta)
+    path = run_dir / f"predictions_{name}.csv"
+    if not path.is_file():
+        tta_flag = "" if tta == "none" else f" --tta {tta}"
+        raise FileNotFoundError(f"{path} is missing: run `medattn evaluate {run_dir} --split {split}{tta_flag}` first")
+    return read_predictions(path, class_names, task), class_names
+
+
+def average_predictions(run_dirs: list[str | Path], split: str, tta: str = "none") -> tuple[SplitPredictions, list[str]]:
+    """The members' mean probabilities on ``split``, rows in the first member's order.
+
+    Returns (predictions with ``probs`` (N, K) averaged and the shared truth, class names). Raises
+    ValueError naming the member and the first image where classes, task, images or truth disagree.
+    """
+    if len(run_dirs) < 2:
+        raise ValueError(f"an ensemble needs at least two runs, got {len(run_dirs)}")
+    first, class_names = read_member(run_dirs[0], split, tta)
+    position = {image: i for i, image in enumerate(first.ids)}
+    total = first.probs.astype(np.float64).copy()
+    for run_dir in run_dirs[1:]:
+        member, names = read_member(run_dir, split, tta)
+        if names != class_names or member.task != first.task:
+            raise ValueError(f"{run_dir}: classes {names} ({member.task}) differ from {run_dirs[0]}'s "
+                             f"{class_names} ({first.task})")
+        missing = sorted(set(first.ids) - set(member.ids))
+        extra = sorted(set(member.ids) - set(first.ids))
+        if missing or extra:
+            example = f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is not in {run_dirs[0]}"
+            raise ValueError(f"{run_dir}: its {split} images differ from {run_dirs[0]}'s: {example} "
+                             f"({len(missing)} missing, {len(extra)} extra)")
+        order = np.array([position[image] for image in member.ids])
+        truth = np.empty_like(member.onehot)
+        truth[order] = member.onehot
+        differs = ~np.all((truth == first.onehot) | (np.isnan(truth) & np.isnan(first.onehot)), axis=1)
+        if differs.any():
+            raise ValueError(f"{run_dir}: the truth of image {first.ids[int(np.flatnonzero(differs)[0])]!r} differs "
+                             f"from {run_dirs[0]}'s ({int(differs.sum())} images differ)")
+        total[order] += member.probs
+    probs = total / len(run_dirs)
+    return SplitPredictions(first.split, list(first.ids), probs, first.onehot, first.task), class_names
+
+
+def truth_targets(pred: SplitPredictions) -> np.ndarray:
+    """Targets in the form ``compute_metrics`` takes: class indices (-1 unlabeled) or the (N, K) 0/1 matrix."""
+    if pred.task == "multilabel":
+        return pred.onehot
+    return np.where(pred.labeled, np.argmax(pred.onehot, axis=1), -1)
