@@ -65,32 +65,64 @@ def _ci(run: dict, key: str) -> str:
     return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
 
 
-def table(rows: list[dict]) -> str:
-    """Markdown: Table 1 layout per task (mean ± std over seeds), then the 3-class and cost columns."""
-    by_method: dict[str, list[dict]] = {}
+def table(rows: list[dict], ensembles: list[dict] = ()) -> str:
+    """Markdown: Table 1 layout per task (mean ± std over seeds), then the 3-class and cost columns.
+    Each ensemble is one more row (one evaluation, so no spread; its cost is its members' sum)."""
+    groups: dict[str, list[dict]] = {}
     for r in rows:
-        by_method.setdefault(r["cell"], []).append(r)
+        groups.setdefault(r["cell"], []).append(r)
+    for e in ensembles:
+        groups[e["cell"]] = [e]
     lines = []
     for task, label in TASKS.items():
         lines += [f"**{label} vs rest** (test, n = 600)", "",
                   "| Method | seeds | " + " | ".join(c for c, _ in TASK_COLUMNS) + " |",
                   "|---|---|" + "---|" * len(TASK_COLUMNS)]
-        for method, runs in by_method.items():
+        for method, runs in groups.items():
             cells = [_mean_std([r["isic2017"][task][k] for r in runs]) for _, k in TASK_COLUMNS]
-            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {method} | {_seeds(runs)} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["**3-class and cost** (test; CI: 95% bootstrap interval of the first seed's run)", "",
-              "| Method | seeds | mean AUC (2 tasks) | balanced accuracy | macro AUC | train min / run | data wait |",
+    lines += ["**3-class and cost** (test; CI: 95% bootstrap interval of the first seed's run, or of the ensemble)", "",
+              "| Method | seeds | mean AUC (2 tasks) | balanced accuracy | macro AUC | train min | data wait |",
               "|---|---|---|---|---|---|---|"]
-    for method, runs in by_method.items():
+    for method, runs in groups.items():
         first = runs[0]
         wait = sum(r["data_wait_seconds"] for r in runs) / max(sum(r["train_seconds"] for r in runs), 1e-9)
-        lines.append(f"| {method} | {len(runs)} | {_mean_std([r['isic2017']['mean_auc'] for r in runs])}"
+        lines.append(f"| {method} | {_seeds(runs)} | {_mean_std([r['isic2017']['mean_auc'] for r in runs])}"
                      f"{_ci(first, 'isic2017.mean_auc')} | "
                      f"{_mean_std([r['balanced_accuracy'] for r in runs])}{_ci(first, 'balanced_accuracy')} | "
                      f"{_mean_std([r['macro_auc'] for r in runs])}{_ci(first, 'macro_auc')} | "
                      f"{np.mean([r['train_seconds'] for r in runs]) / 60:.1f} | {100 * wait:.1f}% |")
     return "\n".join(lines)
+
+
+def _seeds(runs: list[dict]) -> str:
+    return f"{len(runs[0]['members'])} (mean)" if "members" in runs[0] else str(len(runs))
+
+
+def ensemble_rows(rows: list[dict], n_boot: int = 1000) -> list[dict]:
+    """The mean prediction of each method's seeds (methods with 2+ finished seeds), and of every
+    finished run of the methods with 2+ seeds together; scored as one run, with bootstrap CIs."""
+    from medattn.engine.evaluate import compute_metrics, with_confidence_intervals
+    from medattn.evaluation.ensemble import average_predictions, truth_targets
+
+    by_method: dict[str, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["cell"], []).append(r)
+    groups = {f"{m}, seed ensemble": runs for m, runs in by_method.items() if len(runs) >= 2}
+    if len(groups) >= 2:
+        names = " + ".join(m for m, runs in by_method.items() if len(runs) >= 2)
+        groups[f"{names}, ensemble"] = [r for runs in groups.values() for r in runs]
+    out = []
+    for cell, members in groups.items():
+        pred, classes = average_predictions([r["run_dir"] for r in members], "test")
+        targets = truth_targets(pred)
+        metrics = with_confidence_intervals(compute_metrics(targets, pred.probs, classes, "multiclass"), targets,
+                                            pred.probs, classes, "multiclass", n_boot=n_boot)
+        out.append({"cell": cell, "members": [f"{r['cell']}/seed{r['seed']}" for r in members],
+                    "train_seconds": sum(r["train_seconds"] for r in members),
+                    "data_wait_seconds": sum(r["data_wait_seconds"] for r in members), **metrics})
+    return out
 
 
 def test_intervals(run_dir: Path, metrics: dict, n_boot: int = 1000) -> dict:
@@ -144,13 +176,15 @@ def main() -> int:
     if not rows:
         print("no finished runs yet")
         return 1
-    md = table(rows)
+    ensembles = ensemble_rows(rows)
+    md = table(rows, ensembles)
     args.results.mkdir(parents=True, exist_ok=True)
     keep = ("cell", "seed", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
             "macro_ap", "accuracy", "ci95")
     record = {"machine": f"{platform.processor() or platform.machine()} ({platform.platform()})",
               "date": time.strftime("%Y-%m-%d"), "protocol": "configs/isic2017_baseline.yaml",
-              "overrides": args.overrides, "runs": [{k: r[k] for k in keep if k in r} for r in rows]}
+              "overrides": args.overrides, "runs": [{k: r[k] for k in keep if k in r} for r in rows],
+              "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]}
     (args.results / "isic2017.json").write_text(json.dumps(record, indent=1) + "\n")
     (args.results / "isic2017.md").write_text(md + "\n")
     print(md)
