@@ -176,6 +176,10 @@ PRED = ["ISIC_1,0.9,0.1", "ISIC_2,0.2,0.8", "ISIC_3,0.6,0.4"]
      "p.csv row 5: image 'ISIC_2' appears again (first at row 3); 1 further duplicated rows"),
     (TRUTH, ["ISIC_1,1.5,0.1", "ISIC_2,0.2,-0.8", "ISIC_3,0.6,0.4"], "image,A,B",
      "p.csv row 2, column 'A': probability outside [0, 1]; 1 further"),
+    (TRUTH, ["ISIC_1,0.9,0.1", "", "ISIC_2,1.2,0.8", "ISIC_3,0.6,0.4"], "image,A,B",  # a blank line: rows are file lines
+     "p.csv row 4, column 'A': probability outside [0, 1]; 0 further"),
+    (TRUTH, ["ISIC_1,0.9", "ISIC_2,0.2,0.8", "ISIC_3,0.6,0.4"], "image,A,B",
+     "p.csv: line 2 has 2 cells, the header has 3"),
     (TRUTH, ["ISIC_1,0.9,x", "ISIC_2,0.2,nan", "ISIC_3,0.6,0.4"], "image,A,B",
      "p.csv row 2, column 'B': 'x' is not a number; 1 further bad values"),
     (["ISIC_1,1,0", "ISIC_2,1,1", "ISIC_3,0,0"], PRED, "image,A,B",

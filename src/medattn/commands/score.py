@@ -13,7 +13,6 @@ ISIC_0035068, as the official scorer does.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import re
@@ -43,52 +42,39 @@ def _error(message: str):
     return DataError(message)
 
 
-def read_table(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
-    """(ids, value column names, (N, C) float values) of an ISIC-format CSV; DataError names file,
-    row (1-based line number) and column of the first bad cell and the count of further ones."""
-    path = Path(path)
-    if not path.is_file():
-        raise _error(f"{path}: no such file")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
-    while rows and not any(c.strip() for c in rows[-1]):
-        rows.pop()  # blank lines at the end of the file (inner ones stay errors, so row numbers hold)
-    if not rows:
-        raise _error(f"{path}: empty file, expected a header row")
-    header = [h.strip() for h in rows[0]]
-    id_col = next((c for c in ID_COLUMNS if c in header), None)
+def read_table(path: str | Path) -> tuple[list[str], list[str], np.ndarray, list[int]]:
+    """(ids, value column names, (N, C) float values, file line of each row) of an ISIC-format CSV;
+    DataError names file, row (1-based line number) and column of the first bad cell and the count of
+    further ones."""
+    from ..data._common import read_csv
+
+    table = read_csv(path)  # missing file, empty file, repeated names, ragged rows
+    path = table.path
+    id_col = next((c for c in ID_COLUMNS if c in table.columns), None)
     if id_col is None:
-        raise _error(f"{path}: no 'image' column (columns: {', '.join(header)})")
-    if len(set(header)) != len(header):
-        repeated = sorted({h for h in header if header.count(h) > 1})
-        raise _error(f"{path}: repeated column names in the header: {repeated}")
-    if len(rows) < 2:
+        raise _error(f"{path}: no 'image' column (columns: {', '.join(table.columns)})")
+    if not table.rows:
         raise _error(f"{path}: no data rows")
-    id_index = header.index(id_col)
-    columns = [h for h in header if h != id_col]
-    col_index = [header.index(c) for c in columns]
+    columns = [c for c in table.columns if c != id_col]
     ids: list[str] = []
     seen: dict[str, int] = {}
     duplicates: list[tuple[int, str, int]] = []
     bad_cells: list[tuple[int, str, str]] = []
-    values = np.full((len(rows) - 1, len(columns)), np.nan)
-    for r, row in enumerate(rows[1:]):
-        line = r + 2
-        if len(row) != len(header):
-            raise _error(f"{path} row {line}: {len(row)} fields, the header has {len(header)}")
-        image = re.sub(r"\.jpg$", "", row[id_index].strip(), flags=re.IGNORECASE)
+    values = np.full((len(table.rows), len(columns)), np.nan)
+    for r, (row, line) in enumerate(zip(table.rows, table.lines)):
+        image = re.sub(r"\.jpg$", "", row[id_col], flags=re.IGNORECASE)
         if image in seen:
             duplicates.append((line, image, seen[image]))
         seen.setdefault(image, line)
         ids.append(image)
-        for j, ci in enumerate(col_index):
+        for j, col in enumerate(columns):
             try:
-                values[r, j] = float(row[ci])
+                values[r, j] = float(row[col])
             except ValueError:
-                bad_cells.append((line, columns[j], row[ci]))
+                bad_cells.append((line, col, row[col]))
             else:
                 if not math.isfinite(values[r, j]):
-                    bad_cells.append((line, columns[j], row[ci]))
+                    bad_cells.append((line, col, row[col]))
     if duplicates:
         line, image, first = duplicates[0]
         raise _error(f"{path} row {line}: image {image!r} appears again (first at row {first}); "
@@ -97,21 +83,21 @@ def read_table(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
         line, col, raw = bad_cells[0]
         raise _error(f"{path} row {line}, column {col!r}: {raw!r} is not a number; "
                      f"{len(bad_cells) - 1} further bad values")
-    return ids, columns, values
+    return ids, columns, values, table.lines
 
 
-def _first_offender(path: Path, bad: np.ndarray, columns: list[str], what: str) -> str:
+def _first_offender(path: Path, lines: list[int], bad: np.ndarray, columns: list[str], what: str) -> str:
     """'FILE row R, column C: what; n further' for a boolean (N, C) mask of offending cells."""
     cells = np.argwhere(bad)
     r, c = cells[0]
-    return f"{path} row {r + 2}, column {columns[c]!r}: {what}; {len(cells) - 1} further"
+    return f"{path} row {lines[r]}, column {columns[c]!r}: {what}; {len(cells) - 1} further"
 
 
 def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Validated (ids, categories, truth (N, K), prediction (N, K)), prediction rows in truth order."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
-    t_ids, t_cols, t_vals = read_table(truth_path)
-    p_ids, p_cols, p_vals = read_table(pred_path)
+    t_ids, t_cols, t_vals, t_lines = read_table(truth_path)
+    p_ids, p_cols, p_vals, p_lines = read_table(pred_path)
     categories = [c for c in t_cols if c not in WEIGHT_COLUMNS]
     if not categories:
         raise _error(f"{truth_path}: no category columns besides the image id")
@@ -125,24 +111,24 @@ def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str],
     if "score_weight" in t_cols:
         w = t_vals[:, t_cols.index("score_weight")]
         if not np.isin(w, (0.0, 1.0)).all():
-            raise _error(_first_offender(truth_path, ~np.isin(w, (0.0, 1.0))[:, None], ["score_weight"],
+            raise _error(_first_offender(truth_path, t_lines, ~np.isin(w, (0.0, 1.0))[:, None], ["score_weight"],
                                          "weights other than 0 and 1 are not supported"))
         keep &= w == 1.0
     truth = t_vals[:, [t_cols.index(c) for c in categories]]
     pred = p_vals[:, [p_cols.index(c) for c in categories]]
     if not np.isin(truth, (0.0, 1.0)).all():
-        raise _error(_first_offender(truth_path, ~np.isin(truth, (0.0, 1.0)), categories,
+        raise _error(_first_offender(truth_path, t_lines, ~np.isin(truth, (0.0, 1.0)), categories,
                                      "truth values must be 0 or 1"))
     isic2017 = set(categories) == {"melanoma", "seborrheic_keratosis"}
     if not isic2017:
         not_onehot = truth.sum(axis=1) != 1
         if not_onehot.any():
             rows = np.flatnonzero(not_onehot)
-            raise _error(f"{truth_path} row {rows[0] + 2}: the truth row is not one-hot "
+            raise _error(f"{truth_path} row {t_lines[rows[0]]}: the truth row is not one-hot "
                          f"({truth[rows[0]].tolist()}); {rows.size - 1} further rows")
     out_of_range = (pred < 0) | (pred > 1)
     if out_of_range.any():
-        raise _error(_first_offender(pred_path, out_of_range, categories, "probability outside [0, 1]"))
+        raise _error(_first_offender(pred_path, p_lines, out_of_range, categories, "probability outside [0, 1]"))
     wanted = [i for i, k in zip(t_ids, keep) if k]
     p_pos = {image: r for r, image in enumerate(p_ids)}
     absent = [i for i in t_ids if i not in p_pos and i not in EXCLUDED_IDS]
