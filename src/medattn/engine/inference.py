@@ -1,6 +1,8 @@
 """Batched inference: probabilities for an in-memory data set or image array."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -28,11 +30,14 @@ TTA_VIEWS = {"none": 1, "flip": 2, "dihedral": 8}  # number of views averaged
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch_size: int = 64,
                   task: str | None = None, precision: Precision | None = None, progress: bool | str = False,
-                  channels_last: bool = True, tta: str = "none") -> np.ndarray:
+                  channels_last: bool = True, tta: str = "none",
+                  to_input: Callable[[np.ndarray, int], torch.Tensor] | None = None) -> np.ndarray:
     """Class probabilities, (N, K) float64, for uint8 N x H x W x 3 images (or an ImageDataset).
 
     ``tta``: "none", "flip" (the image and its horizontal mirror) or "dihedral" (all 8 rotations and
     reflections; dermoscopy has no canonical orientation): the probabilities of the views are averaged.
+    ``to_input(batch, start)``: turns the uint8 batch that starts at image ``start`` into the float
+    B x 3 x H x W model input (default: scale to [0, 1]); a perturbation hooks in here.
     """
     if tta not in TTA_VIEWS:
         raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
@@ -48,7 +53,8 @@ def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch
     bar = tqdm(starts, desc=progress if isinstance(progress, str) else "predict", disable=not progress, leave=False)
     try:
         for start in bar:
-            x = to_float_batch(images[start:start + batch_size]).to(device)
+            batch = images[start:start + batch_size]
+            x = (to_input(batch, start) if to_input else to_float_batch(batch)).to(device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             probs = 0.0

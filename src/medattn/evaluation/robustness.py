@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import ImageDataset
 from ..engine.evaluate import HEADLINE, compute_metrics
-from ..engine.inference import predict_proba, probabilities
+from ..engine.inference import predict_proba
 from ..engine.precision import Precision
 from .perturbations import DEFAULT_ARTIFACTS, add_artifacts, gaussian_noise, swap_background
 
@@ -28,28 +28,16 @@ SIGMAS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.05, 0.1)
 """Noise levels of the SIBnet protocol (standard deviation on the [0, 1] image scale)."""
 
 
-@torch.no_grad()
 def predict_noisy(model: torch.nn.Module, images: np.ndarray, sigma: float, seed: int = 0, batch_size: int = 64,
                   task: str = "multiclass", precision: Precision | None = None) -> np.ndarray:
     """Probabilities (N, K) float64 of uint8 N x H x W x 3 images with N(0, sigma^2) noise on [0, 1].
 
     The noisy batch goes to the model as float, without rounding to uint8.
     """
-    device = next(model.parameters()).device
-    precision = precision or Precision(device, None)
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for start in range(0, len(images), batch_size):
-            noisy = gaussian_noise(images[start:start + batch_size], sigma, seed, offset=start)
-            x = torch.from_numpy(noisy).permute(0, 3, 1, 2).contiguous().to(device)
-            with precision.autocast():
-                logits = model(x)
-            out.append(probabilities(logits, task).double().cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, getattr(model, "num_classes", 0)))
+    def noisy(batch: np.ndarray, start: int) -> torch.Tensor:
+        return torch.from_numpy(gaussian_noise(batch, sigma, seed, offset=start)).permute(0, 3, 1, 2)
+
+    return predict_proba(model, images, batch_size=batch_size, task=task, precision=precision, to_input=noisy)
 
 
 def decisions(probs: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
