@@ -43,6 +43,12 @@ def test_batch_inverse_ce_ignores_unlabeled_rows():
     keep = targets >= 0
     assert batch_inverse_ce(logits, targets).item() == pytest.approx(
         batch_inverse_ce(logits[keep], targets[keep]).item(), rel=1e-6)
+    assert batch_inverse_ce(logits, targets, normalize="classes").item() == pytest.approx(
+        batch_inverse_ce(logits[keep], targets[keep], normalize="classes").item(), rel=1e-6)
+    # the unlabeled rows get no gradient
+    z = logits.clone().requires_grad_(True)
+    batch_inverse_ce(z, targets).backward()
+    assert z.grad[~keep].abs().max() == 0 and z.grad[keep].abs().max() > 0
     x = torch.randn(3, 3, requires_grad=True)
     zero = batch_inverse_ce(x, torch.tensor([-1, -1, -1]))
     zero.backward()
@@ -55,6 +61,10 @@ def test_dataset_class_weights_option():
     keep = targets >= 0
     ref = F.cross_entropy(logits[keep], targets[keep], weight=w)
     assert batch_inverse_ce(logits, targets, class_weights=w).item() == pytest.approx(ref.item(), rel=1e-6)
+    x = torch.randn(2, 3, requires_grad=True)
+    zero = batch_inverse_ce(x, torch.tensor([-1, -1]), class_weights=w)
+    zero.backward()
+    assert zero.item() == 0.0 and x.grad.abs().max() == 0
     with pytest.raises(ValueError, match=r"class_weights must have shape \(3,\)"):
         batch_inverse_ce(logits, targets, class_weights=torch.ones(4))
 

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .classification import zero_like_graph
-
 NORMALIZE = ("batch", "classes")
 
 
@@ -45,19 +43,18 @@ def batch_inverse_ce(logits: Tensor, targets: Tensor, class_weights: Tensor | No
     """
     if normalize not in NORMALIZE:
         raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
-    _check_targets(logits, targets)
+    _check_targets(logits, targets)  # the step's one host sync: bad targets get a clear error
+    # Masks instead of boolean indexing, so that no further value has to reach the host (GPU steps).
     keep = targets >= 0
-    if not bool(keep.any()):
-        return zero_like_graph(logits)
-    z, y = logits[keep].float(), targets[keep]
-    ce = F.cross_entropy(z, y, reduction="none")
+    ce = F.cross_entropy(logits.float(), targets, reduction="none", ignore_index=-1)  # 0 on unlabeled rows
+    y = targets.clamp_min(0)
     if class_weights is not None:
-        w = class_weights.to(device=z.device, dtype=z.dtype)
+        w = class_weights.to(device=ce.device, dtype=ce.dtype)
         if w.shape != (logits.shape[1],):
             raise ValueError(f"class_weights must have shape ({logits.shape[1]},), got {tuple(w.shape)}")
-        wb = w[y]
+        wb = w[y] * keep
         return (wb * ce).sum() / wb.sum().clamp_min(1e-12)
-    counts = torch.bincount(y, minlength=logits.shape[1]).to(z.dtype)
-    per_row = ce / counts[y]
-    denom = y.numel() if normalize == "batch" else int((counts > 0).sum())
-    return per_row.sum() / denom
+    counts = torch.zeros(logits.shape[1], dtype=ce.dtype, device=ce.device).scatter_add_(0, y, keep.to(ce.dtype))
+    per_row = ce / counts[y].clamp_min(1.0)
+    denom = keep.sum() if normalize == "batch" else (counts > 0).sum()
+    return per_row.sum() / denom.clamp_min(1).to(ce.dtype)
