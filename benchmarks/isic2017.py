@@ -10,10 +10,14 @@ checkpoint, so the table can be built over several sittings.
     python benchmarks/isic2017.py                                   # everything (hours on 2 CPU cores)
     python benchmarks/isic2017.py --methods baseline biigma --seeds 0
     python benchmarks/isic2017.py --table-only                      # rebuild the table from finished runs
+    python benchmarks/isic2017.py --table-only --tta dihedral       # the same, scored with 8-view TTA
 
 Writes ``benchmarks/results/isic2017.json`` (per-run metrics, training time, test bootstrap CIs) and
 ``benchmarks/results/isic2017.md`` (the paper's Table 1 layout: per task F1 / accuracy / recall /
-precision, plus AUC, AP, sensitivity at 80% specificity; then 3-class balanced accuracy and macro AUC).
+precision, plus AUC, AP, sensitivity at 80% specificity; then 3-class balanced accuracy and macro AUC),
+with one more row per ensemble: the mean prediction of a method's seeds, and of all runs of the methods
+that have several seeds. ``--tta MODE`` writes ``isic2017_tta-<MODE>.json/.md`` instead, every run
+scored with test-time augmentation (``medattn evaluate RUN --tta MODE`` where it was not yet).
 """
 from __future__ import annotations
 
@@ -100,7 +104,7 @@ def _seeds(runs: list[dict]) -> str:
     return f"{len(runs[0]['members'])} (mean)" if "members" in runs[0] else str(len(runs))
 
 
-def ensemble_rows(rows: list[dict], n_boot: int = 1000) -> list[dict]:
+def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> list[dict]:
     """The mean prediction of each method's seeds (methods with 2+ finished seeds), and of every
     finished run of the methods with 2+ seeds together; scored as one run, with bootstrap CIs."""
     from medattn.engine.evaluate import compute_metrics, with_confidence_intervals
@@ -115,7 +119,7 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000) -> list[dict]:
         groups[f"{names}, ensemble"] = [r for runs in groups.values() for r in runs]
     out = []
     for cell, members in groups.items():
-        pred, classes = average_predictions([r["run_dir"] for r in members], "test")
+        pred, classes = average_predictions([r["run_dir"] for r in members], "test", tta)
         targets = truth_targets(pred)
         metrics = with_confidence_intervals(compute_metrics(targets, pred.probs, classes, "multiclass"), targets,
                                             pred.probs, classes, "multiclass", n_boot=n_boot)
@@ -125,28 +129,38 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000) -> list[dict]:
     return out
 
 
-def test_intervals(run_dir: Path, metrics: dict, n_boot: int = 1000) -> dict:
-    """95% bootstrap intervals of the headline test metrics from ``predictions_test.csv`` (for runs
+def test_intervals(run_dir: Path, metrics: dict, n_boot: int = 1000, name: str = "test") -> dict:
+    """95% bootstrap intervals of the headline test metrics from ``predictions_<name>.csv`` (for runs
     evaluated without them)."""
     from medattn.engine.evaluate import with_confidence_intervals
     from medattn.evaluation.report import read_predictions
 
     classes = json.loads((run_dir / "classes.json").read_text())["class_names"]
-    pred = read_predictions(run_dir / "predictions_test.csv", classes)
+    pred = read_predictions(run_dir / f"predictions_{name}.csv", classes)
     return with_confidence_intervals(metrics, pred.onehot.argmax(1), pred.probs, classes, "multiclass",
                                      n_boot=n_boot)["ci95"]
 
 
-def finished_rows(out: Path, methods: list[str]) -> list[dict]:
+def finished_rows(out: Path, methods: list[str], tta: str = "none", evaluate_missing: bool = False) -> list[dict]:
+    """One row per finished run (``eval_test.json`` present) of ``methods`` under ``out/runs``. With
+    ``tta``, the row holds the run's ``eval_test_tta-<tta>.json``; ``evaluate_missing`` first writes it
+    (``medattn evaluate RUN --tta <tta>``, about a minute per run on 2 cores) where it is missing."""
+    from medattn.cli import main as medattn
+    from medattn.evaluation.ensemble import predictions_name
+
+    name = predictions_name("test", tta)
     rows = []
     for method in methods:
         for run_dir in sorted((out / "runs" / method).glob("seed*")):
-            result = run_dir / "eval_test.json"
-            if result.is_file():
+            result = run_dir / f"eval_{name}.json"
+            if (run_dir / "eval_test.json").is_file() and not result.is_file() and evaluate_missing:
+                if medattn(["evaluate", str(run_dir), "--split", "test", "--tta", tta]) != 0:
+                    raise RuntimeError(f"medattn evaluate {run_dir} --tta {tta} failed")
+            if (run_dir / "eval_test.json").is_file() and result.is_file():
                 train_s, wait_s = training_seconds(run_dir)
                 metrics = json.loads(result.read_text())
                 if "ci95" not in metrics:
-                    metrics["ci95"] = test_intervals(run_dir, metrics)
+                    metrics["ci95"] = test_intervals(run_dir, metrics, name=name)
                 rows.append({"cell": method, "seed": int(run_dir.name[4:]), "run_dir": str(run_dir),
                              "train_seconds": train_s, "data_wait_seconds": wait_s, **metrics})
     return rows
@@ -162,7 +176,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/benchmark_isic2017"),
                    help="where the run directories go (default runs/benchmark_isic2017)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where isic2017.json/.md go")
-    p.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
+    p.add_argument("--table-only", action="store_true", help="no training: rebuild the table from finished runs (with --tta, scoring those not yet scored so)")
+    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
+                   help="score the finished runs with test-time augmentation (evaluating the ones not yet "
+                        "scored so, about a minute each) and write isic2017_tta-<mode>.json/.md; default none")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
 
@@ -172,23 +189,27 @@ def main() -> int:
         for method in args.methods:
             seeds = args.seeds if args.seeds is not None else ([0, 1, 2] if method in ("baseline", "biigma") else [0])
             run_grid(base, grid, seeds, args.out / "runs", splits=["test"], cells=[method], progress=not args.quiet)
-    rows = finished_rows(args.out, list(METHODS))  # the table shows every finished run, not only this call's
+    # the table shows every finished run, not only this call's
+    rows = finished_rows(args.out, list(METHODS), args.tta, evaluate_missing=True)
     if not rows:
         print("no finished runs yet")
         return 1
-    ensembles = ensemble_rows(rows)
+    ensembles = ensemble_rows(rows, tta=args.tta)
     md = table(rows, ensembles)
+    if args.tta != "none":
+        md = f"Test-time augmentation: `{args.tta}` (every row, ensembles included)\n\n{md}"
+    stem = "isic2017" if args.tta == "none" else f"isic2017_tta-{args.tta}"
     args.results.mkdir(parents=True, exist_ok=True)
     keep = ("cell", "seed", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
             "macro_ap", "accuracy", "ci95")
     record = {"machine": f"{platform.processor() or platform.machine()} ({platform.platform()})",
               "date": time.strftime("%Y-%m-%d"), "protocol": "configs/isic2017_baseline.yaml",
-              "overrides": args.overrides, "runs": [{k: r[k] for k in keep if k in r} for r in rows],
+              "overrides": args.overrides, "tta": args.tta, "runs": [{k: r[k] for k in keep if k in r} for r in rows],
               "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]}
-    (args.results / "isic2017.json").write_text(json.dumps(record, indent=1) + "\n")
-    (args.results / "isic2017.md").write_text(md + "\n")
+    (args.results / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.results / f"{stem}.md").write_text(md + "\n")
     print(md)
-    print(f"\nwrote {args.results / 'isic2017.json'} and {args.results / 'isic2017.md'}")
+    print(f"\nwrote {args.results / f'{stem}.json'} and {args.results / f'{stem}.md'}")
     return 0
 
 

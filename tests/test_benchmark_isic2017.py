@@ -61,3 +61,21 @@ def test_table_has_seed_statistics_and_ensemble_rows(bench, tmp_path):
     assert "| baseline + biigma, ensemble | 5 (mean) | " in md
     assert "cbam" not in md
     assert md.count("**Melanoma vs rest**") == 1 and md.count("**SK vs rest**") == 1
+
+
+def test_tta_rows_read_the_tta_files(bench, tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 90)
+    for s in range(2):
+        run_dir = tmp_path / "runs" / "baseline" / f"seed{s}"
+        plain, tta = (rng.dirichlet(np.ones(3), 90) for _ in range(2))
+        _finished_run(run_dir, labels, plain, epoch_seconds=10.0)
+        if s == 0:  # only seed 0 was scored with TTA
+            ids = [f"ISIC_{i:07d}" for i in range(90)]
+            write_prediction_rows(run_dir / "predictions_test_tta-dihedral.csv", ids, tta, np.eye(3)[labels], CLASSES)
+            expected = compute_metrics(labels, tta, CLASSES, "multiclass")
+            (run_dir / "eval_test_tta-dihedral.json").write_text(json.dumps(expected))
+    rows = bench.finished_rows(tmp_path, ["baseline"], tta="dihedral")
+    assert [r["seed"] for r in rows] == [0]  # seed 1 has no TTA scores and evaluate_missing is off
+    assert rows[0]["isic2017"]["mean_auc"] == pytest.approx(expected["isic2017"]["mean_auc"])
+    assert "isic2017.mean_auc" in rows[0]["ci95"]
