@@ -41,6 +41,7 @@ METHODS = {  # method -> preset; the presets differ from isic2017_baseline only 
     "sibnet": "isic2017_sibnet",
     "biigma": "isic2017_biigma",
 }
+DEFAULT_SEEDS = {"baseline": [0, 1, 2], "se": [0, 1, 2], "cbam": [0, 1, 2], "biigma": [0, 1, 2]}  # the rest: [0]
 TASKS = {"melanoma": "Melanoma", "seborrheic_keratosis": "SK"}
 TASK_COLUMNS = [("F1", "f1"), ("Acc", "accuracy"), ("Rec", "recall"), ("Prec", "precision"), ("AUC", "auc"),
                 ("AP", "ap"), ("Sens@80%Spec", "sensitivity_at_80_specificity")]
@@ -170,7 +171,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=None,
-                   help="seeds for every chosen method (default: 0 1 2 for baseline and biigma, 0 for the rest)")
+                   help="seeds for every chosen method (default: 0 1 2 for baseline, SE, CBAM and BIIGMA-Net, 0 for the rest)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the shared protocol (applied to every method), e.g. data.root=DIR")
     p.add_argument("--out", type=Path, default=Path("runs/benchmark_isic2017"),
@@ -187,7 +188,7 @@ def main() -> int:
         base = load_config("isic2017_baseline", args.overrides)
         grid = {m: method_cell(m) for m in args.methods}
         for method in args.methods:
-            seeds = args.seeds if args.seeds is not None else ([0, 1, 2] if method in ("baseline", "biigma") else [0])
+            seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS.get(method, [0])
             run_grid(base, grid, seeds, args.out / "runs", splits=["test"], cells=[method], progress=not args.quiet)
     # the table shows every finished run, not only this call's
     rows = finished_rows(args.out, list(METHODS), args.tta, evaluate_missing=True)
