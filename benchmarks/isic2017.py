@@ -109,7 +109,7 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> li
     """The mean prediction of each method's seeds (methods with 2+ finished seeds), and of every
     finished run of the methods with 2+ seeds together; scored as one run, with bootstrap CIs."""
     from medattn.engine.evaluate import compute_metrics, with_confidence_intervals
-    from medattn.evaluation.ensemble import average_predictions, truth_targets
+    from medattn.evaluation.ensemble import average_predictions
 
     by_method: dict[str, list[dict]] = {}
     for r in rows:
@@ -121,7 +121,7 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> li
     out = []
     for cell, members in groups.items():
         pred, classes = average_predictions([r["run_dir"] for r in members], "test", tta)
-        targets = truth_targets(pred)
+        targets = pred.targets
         metrics = with_confidence_intervals(compute_metrics(targets, pred.probs, classes, "multiclass"), targets,
                                             pred.probs, classes, "multiclass", n_boot=n_boot)
         out.append({"cell": cell, "members": [f"{r['cell']}/seed{r['seed']}" for r in members],
@@ -134,12 +134,12 @@ def test_intervals(run_dir: Path, metrics: dict, n_boot: int = 1000, name: str =
     """95% bootstrap intervals of the headline test metrics from ``predictions_<name>.csv`` (for runs
     evaluated without them)."""
     from medattn.engine.evaluate import with_confidence_intervals
+    from medattn.engine.run import read_run_classes
     from medattn.evaluation.report import read_predictions
 
-    classes = json.loads((run_dir / "classes.json").read_text())["class_names"]
-    pred = read_predictions(run_dir / f"predictions_{name}.csv", classes)
-    return with_confidence_intervals(metrics, pred.onehot.argmax(1), pred.probs, classes, "multiclass",
-                                     n_boot=n_boot)["ci95"]
+    classes, task = read_run_classes(run_dir)
+    pred = read_predictions(run_dir / f"predictions_{name}.csv", classes, task)
+    return with_confidence_intervals(metrics, pred.targets, pred.probs, classes, task, n_boot=n_boot)["ci95"]
 
 
 def finished_rows(out: Path, methods: list[str], tta: str = "none", evaluate_missing: bool = False) -> list[dict]:

@@ -6,7 +6,7 @@ import pytest
 
 from medattn.cli import main
 from medattn.engine.evaluate import compute_metrics, write_prediction_rows
-from medattn.evaluation.ensemble import average_predictions, truth_targets
+from medattn.evaluation.ensemble import average_predictions
 from medattn.evaluation.report import read_predictions
 
 CLASSES = ["melanoma", "seborrheic_keratosis", "nevus"]
@@ -44,8 +44,8 @@ def test_average_matches_by_image_id_and_scores_like_evaluate(three_runs):
     assert classes == CLASSES and pred.ids == ids
     # the rounding of the CSVs (6 decimals) is the only difference to the exact mean
     np.testing.assert_allclose(pred.probs, np.mean(probs, axis=0), atol=2e-6)
-    np.testing.assert_array_equal(truth_targets(pred), labels)
-    ours = compute_metrics(truth_targets(pred), pred.probs, CLASSES, "multiclass")
+    np.testing.assert_array_equal(pred.targets, labels)
+    ours = compute_metrics(pred.targets, pred.probs, CLASSES, "multiclass")
     direct = compute_metrics(labels, np.mean(probs, axis=0), CLASSES, "multiclass")
     assert ours["isic2017"]["mean_auc"] == pytest.approx(direct["isic2017"]["mean_auc"], abs=1e-4)
 
@@ -121,4 +121,4 @@ def test_multilabel_members_keep_unlabeled_rows_out_of_the_score(tmp_path):
             for r in range(2)]
     pred, _ = average_predictions(runs, "test")
     assert pred.task == "multilabel" and not pred.labeled[3] and pred.labeled.sum() == n - 1
-    assert 0.0 <= compute_metrics(truth_targets(pred), pred.probs, classes, "multilabel")["map"] <= 1.0
+    assert 0.0 <= compute_metrics(pred.targets, pred.probs, classes, "multilabel")["map"] <= 1.0

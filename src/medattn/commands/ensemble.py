@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_prediction_rows
-    from ..evaluation.ensemble import average_predictions, predictions_name, truth_targets
+    from ..evaluation.ensemble import average_predictions, predictions_name
     from ._common import dump_json, results_table
 
     name = predictions_name(args.split, args.tta)
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         pred, class_names = average_predictions(args.run_dirs, args.split, args.tta)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"medattn ensemble: {e}") from None
-    targets = truth_targets(pred)
+    targets = pred.targets
     if not pred.labeled.any():
         raise SystemExit(f"medattn ensemble: no image of {args.split} has a label to score against")
     metrics = compute_metrics(targets, pred.probs, class_names, pred.task)

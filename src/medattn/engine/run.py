@@ -56,6 +56,15 @@ def read_run_config(run_dir: str | Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+def read_run_classes(run_dir: str | Path) -> tuple[list[str], str]:
+    """(class names, task) of a run (its ``classes.json``)."""
+    path = Path(run_dir) / "classes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(run_dir)} is not a run directory: classes.json is missing")
+    classes = json.loads(path.read_text())
+    return list(classes["class_names"]), classes.get("task", "multiclass")
+
+
 def save_run(run_dir: str | Path, model: torch.nn.Module, config: dict, class_names: list[str], task: str,
              checkpoint: str = "best", meta: dict | None = None) -> Path:
     """Write config, class names and the model weights of a run (no training state)."""
@@ -70,9 +79,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir} is not a complete run directory: {name} is missing")
     config = read_run_config(run_dir)
-    classes = json.loads((run_dir / "classes.json").read_text())
-    model = build_model(config, len(classes["class_names"]), classes["task"], pretrained=False)
+    class_names, task = read_run_classes(run_dir)
+    model = build_model(config, len(class_names), task, pretrained=False)
     state, _, _, _ = load_checkpoint(run_dir / checkpoint)
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
-    return Run(run_dir, config, list(classes["class_names"]), classes["task"], model)
+    return Run(run_dir, config, class_names, task, model)

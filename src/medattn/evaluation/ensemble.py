@@ -9,11 +9,11 @@ costs a CSV read per member.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..engine.run import read_run_classes
 from .report import SplitPredictions, read_predictions
 
 
@@ -22,18 +22,10 @@ def predictions_name(split: str, tta: str = "none") -> str:
     return split if tta == "none" else f"{split}_tta-{tta}"
 
 
-def _run_classes(run_dir: Path) -> tuple[list[str], str]:
-    path = run_dir / "classes.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory: classes.json is missing")
-    classes = json.loads(path.read_text())
-    return list(classes["class_names"]), classes.get("task", "multiclass")
-
-
 def read_member(run_dir: str | Path, split: str, tta: str = "none") -> tuple[SplitPredictions, list[str]]:
     """(predictions, class names) of one run's split; a clear error when they were never written."""
     run_dir = Path(run_dir)
-    class_names, task = _run_classes(run_dir)
+    class_names, task = read_run_classes(run_dir)
     name = predictions_name(split, tta)
     path = run_dir / f"predictions_{name}.csv"
     if not path.is_file():
@@ -75,9 +67,3 @@ def average_predictions(run_dirs: list[str | Path], split: str, tta: str = "none
     probs = total / len(run_dirs)
     return SplitPredictions(first.split, list(first.ids), probs, first.onehot, first.task), class_names
 
-
-def truth_targets(pred: SplitPredictions) -> np.ndarray:
-    """Targets in the form ``compute_metrics`` takes: class indices (-1 unlabeled) or the (N, K) 0/1 matrix."""
-    if pred.task == "multilabel":
-        return pred.onehot
-    return np.where(pred.labeled, np.argmax(pred.onehot, axis=1), -1)

@@ -38,6 +38,13 @@ class SplitPredictions:
         labeled = ~np.isnan(self.onehot).any(axis=1)
         return labeled if self.task == "multilabel" else labeled & (self.onehot.sum(axis=1) > 0)
 
+    @property
+    def targets(self) -> np.ndarray:
+        """As ``compute_metrics`` takes them: (N,) class indices (-1 unlabeled) or the (N, K) 0/1 matrix."""
+        if self.task == "multilabel":
+            return self.onehot
+        return np.where(self.labeled, np.argmax(np.nan_to_num(self.onehot), axis=1), -1)
+
 
 def read_predictions(path: str | Path, class_names: list[str], task: str = "multiclass") -> SplitPredictions:
     """Read a prediction CSV (``image``, one column per class, ``true_<class>`` columns)."""
@@ -127,12 +134,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
     from .report_sections import (metrics_section, robustness_section, saliency_section, split_section,
                                   training_section)
 
+    from ..engine.run import read_run_classes
+
     run_dir = Path(run_dir)
-    classes_file = run_dir / "classes.json"
-    if not classes_file.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory: classes.json is missing")
-    classes = json.loads(classes_file.read_text())
-    class_names, task = list(classes["class_names"]), classes["task"]
+    class_names, task = read_run_classes(run_dir)
     cfg_file = run_dir / "config.yaml"
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
     out = Path(out) if out is not None else run_dir / "report" / "index.html"
@@ -190,7 +195,7 @@ def split_metrics(pred: SplitPredictions, stored: dict | None, class_names: list
     lab = pred.labeled
     if not lab.any():
         return dict(stored or {})
-    y = pred.onehot[lab] if task == "multilabel" else np.argmax(pred.onehot[lab], axis=1)
+    y = pred.targets[lab]
     metrics = dict(stored) if stored else compute_metrics(y, pred.probs[lab], class_names, task)
     if "ci95" not in metrics and n_boot:
         metrics = with_confidence_intervals(metrics, y, pred.probs[lab], class_names, task, n_boot=n_boot)
