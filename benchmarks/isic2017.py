@@ -31,6 +31,7 @@ import numpy as np
 
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
+from medattn.engine.inference import TTA_VIEWS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {  # method -> preset; the presets differ from isic2017_baseline only in their model section
@@ -73,9 +74,7 @@ def _ci(run: dict, key: str) -> str:
 def table(rows: list[dict], ensembles: list[dict] = ()) -> str:
     """Markdown: Table 1 layout per task (mean ± std over seeds), then the 3-class and cost columns.
     Each ensemble is one more row (one evaluation, so no spread; its cost is its members' sum)."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["cell"], []).append(r)
+    groups = _by_cell(rows)
     for e in ensembles:
         groups[e["cell"]] = [e]
     lines = []
@@ -101,6 +100,13 @@ def table(rows: list[dict], ensembles: list[dict] = ()) -> str:
     return "\n".join(lines)
 
 
+def _by_cell(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["cell"], []).append(r)
+    return groups
+
+
 def _seeds(runs: list[dict]) -> str:
     return f"{len(runs[0]['members'])} (mean)" if "members" in runs[0] else str(len(runs))
 
@@ -108,12 +114,10 @@ def _seeds(runs: list[dict]) -> str:
 def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> list[dict]:
     """The mean prediction of each method's seeds (methods with 2+ finished seeds), and of every
     finished run of the methods with 2+ seeds together; scored as one run, with bootstrap CIs."""
-    from medattn.engine.evaluate import compute_metrics, with_confidence_intervals
     from medattn.evaluation.ensemble import average_predictions
+    from medattn.evaluation.report import split_metrics
 
-    by_method: dict[str, list[dict]] = {}
-    for r in rows:
-        by_method.setdefault(r["cell"], []).append(r)
+    by_method = _by_cell(rows)
     groups = {f"{m}, seed ensemble": runs for m, runs in by_method.items() if len(runs) >= 2}
     if len(groups) >= 2:
         names = " + ".join(m for m, runs in by_method.items() if len(runs) >= 2)
@@ -121,9 +125,7 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> li
     out = []
     for cell, members in groups.items():
         pred, classes = average_predictions([r["run_dir"] for r in members], "test", tta)
-        targets = pred.targets
-        metrics = with_confidence_intervals(compute_metrics(targets, pred.probs, classes, "multiclass"), targets,
-                                            pred.probs, classes, "multiclass", n_boot=n_boot)
+        metrics = split_metrics(pred, None, classes, pred.task, n_boot)
         out.append({"cell": cell, "members": [f"{r['cell']}/seed{r['seed']}" for r in members],
                     "train_seconds": sum(r["train_seconds"] for r in members),
                     "data_wait_seconds": sum(r["data_wait_seconds"] for r in members), **metrics})
@@ -133,13 +135,12 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> li
 def test_intervals(run_dir: Path, metrics: dict, n_boot: int = 1000, name: str = "test") -> dict:
     """95% bootstrap intervals of the headline test metrics from ``predictions_<name>.csv`` (for runs
     evaluated without them)."""
-    from medattn.engine.evaluate import with_confidence_intervals
     from medattn.engine.run import read_run_classes
-    from medattn.evaluation.report import read_predictions
+    from medattn.evaluation.report import read_predictions, split_metrics
 
     classes, task = read_run_classes(run_dir)
     pred = read_predictions(run_dir / f"predictions_{name}.csv", classes, task)
-    return with_confidence_intervals(metrics, pred.targets, pred.probs, classes, task, n_boot=n_boot)["ci95"]
+    return split_metrics(pred, metrics, classes, task, n_boot)["ci95"]
 
 
 def finished_rows(out: Path, methods: list[str], tta: str = "none", evaluate_missing: bool = False) -> list[dict]:
@@ -154,10 +155,12 @@ def finished_rows(out: Path, methods: list[str], tta: str = "none", evaluate_mis
     for method in methods:
         for run_dir in sorted((out / "runs" / method).glob("seed*")):
             result = run_dir / f"eval_{name}.json"
-            if (run_dir / "eval_test.json").is_file() and not result.is_file() and evaluate_missing:
+            if not (run_dir / "eval_test.json").is_file():
+                continue  # not finished
+            if not result.is_file() and evaluate_missing:
                 if medattn(["evaluate", str(run_dir), "--split", "test", "--tta", tta]) != 0:
                     raise RuntimeError(f"medattn evaluate {run_dir} --tta {tta} failed")
-            if (run_dir / "eval_test.json").is_file() and result.is_file():
+            if result.is_file():
                 train_s, wait_s = training_seconds(run_dir)
                 metrics = json.loads(result.read_text())
                 if "ci95" not in metrics:
@@ -178,7 +181,7 @@ def main() -> int:
                    help="where the run directories go (default runs/benchmark_isic2017)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where isic2017.json/.md go")
     p.add_argument("--table-only", action="store_true", help="no training: rebuild the table from finished runs (with --tta, scoring those not yet scored so)")
-    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
+    p.add_argument("--tta", default="none", choices=list(TTA_VIEWS),
                    help="score the finished runs with test-time augmentation (evaluating the ones not yet "
                         "scored so, about a minute each) and write isic2017_tta-<mode>.json/.md; default none")
     p.add_argument("--quiet", action="store_true")

@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_prediction_rows
+    from ..engine.evaluate import write_prediction_rows
     from ..evaluation.ensemble import average_predictions, predictions_name
+    from ..evaluation.report import split_metrics
     from ._common import dump_json, results_table
 
     name = predictions_name(args.split, args.tta)
@@ -42,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
         pred, class_names = average_predictions(args.run_dirs, args.split, args.tta)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"medattn ensemble: {e}") from None
-    targets = pred.targets
     if not pred.labeled.any():
         raise SystemExit(f"medattn ensemble: no image of {args.split} has a label to score against")
-    metrics = compute_metrics(targets, pred.probs, class_names, pred.task)
-    if args.bootstrap:
-        metrics = with_confidence_intervals(metrics, targets, pred.probs, class_names, pred.task, n_boot=args.bootstrap)
+    metrics = split_metrics(pred, None, class_names, pred.task, args.bootstrap)
     metrics.update(tta=args.tta, members=[str(d) for d in args.run_dirs])
     print(results_table({f"{args.split} ({len(args.run_dirs)} runs)": metrics}, pred.task))
     if out is not None:
