@@ -73,7 +73,6 @@ def load_run_and_split(args, device=None):
     """The run of ``args.run_dir`` (``args.checkpoint``) and its ``args.split`` data, with the
     ``--set`` overrides and ``--data-format``/``--data-root`` applied: (run, config, dataset)."""
     from ..config import apply_update, parse_override
-    from ..engine.data import read_split
     from ..engine.run import load_run
 
     run = load_run(args.run_dir, checkpoint=args.checkpoint, **({"device": device} if device is not None else {}))
@@ -84,14 +83,23 @@ def load_run_and_split(args, device=None):
         cfg = apply_update(cfg, {"data": {"root": args.data_root}})
     for item in args.overrides:
         cfg = apply_update(cfg, parse_override(item))  # as `train --set`: a new reader drops the old options
-    dataset = read_split(cfg, args.split)
+    return run, cfg, read_run_split(run, cfg, args.split)
+
+
+def read_run_split(run, cfg: dict, split: str):
+    """``split`` of the data ``cfg`` names, refused (SystemExit) when its classes are not the run's."""
+    from ..engine.data import read_split
+
+    dataset = read_split(cfg, split)
     if dataset.class_names != run.class_names:
-        raise SystemExit(f"the data's classes {dataset.class_names} differ from the run's {run.class_names}")
-    return run, cfg, dataset
+        raise SystemExit(f"the {split} split's classes {dataset.class_names} differ from the run's {run.class_names}")
+    return dataset
 
 
 def add_tta_argument(p) -> None:
     """``--tta`` of the commands that predict (see ``engine.inference.predict_proba``)."""
-    p.add_argument("--tta", default="none", choices=("none", "flip", "dihedral"),
+    from ..engine.inference import TTA_VIEWS
+
+    p.add_argument("--tta", default="none", choices=list(TTA_VIEWS),
                    help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
                         "rotations/reflections (dihedral); default none")

@@ -64,10 +64,9 @@ def parse_artifacts(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..engine.data import read_split
     from ..engine.precision import Precision, resolve_device
     from ..evaluation.robustness import evaluate_robustness, robustness_table, write_robustness
-    from ._common import load_run_and_split
+    from ._common import load_run_and_split, read_run_split
 
     try:
         sigmas, artifacts = parse_sigmas(args.sigmas), parse_artifacts(args.artifacts)
@@ -76,12 +75,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     run, cfg, dataset = load_run_and_split(args, device)
     shifted_split = args.shifted_split or ("test_shifted" if cfg["data"]["format"] in ("synthetic", "synthetic_multilabel") else "none")
-    shifted = None
-    if shifted_split != "none":
-        shifted = read_split(cfg, shifted_split)
-        if shifted.class_names != run.class_names:
-            raise SystemExit(f"the {shifted_split} split's classes {shifted.class_names} differ from the run's "
-                             f"{run.class_names}")
+    shifted = read_run_split(run, cfg, shifted_split) if shifted_split != "none" else None
     if args.limit:
         dataset = dataset.subset(np.arange(min(args.limit, len(dataset))))
         shifted = None if shifted is None else shifted.subset(np.arange(min(args.limit, len(shifted))))
