@@ -13,9 +13,9 @@ from PIL import Image
 from scipy import ndimage
 
 from medattn.data import DataError
-from medattn.data._registry import _READERS
-from medattn.data.synthetic import (ARTIFACTS, CLASS_PROPORTIONS, SHORTCUTS, _rng, _split_key, generate_synthetic,
-                                    paint_artifact, plan_synthetic, read_synthetic, render_background, render_lesion)
+from medattn.data._registry import READERS
+from medattn.data.synthetic.single_lesion import (ARTIFACTS, CLASS_PROPORTIONS, SHORTCUTS, _rng, _split_key, generate_synthetic,
+                                                  paint_artifact, plan_synthetic, read_synthetic, render_background, render_lesion)
 
 S = 48  # small images keep the file fast
 
@@ -145,7 +145,7 @@ def test_paint_artifact_checks_its_input():
 
 
 def test_reader_options_and_errors():
-    reader = _READERS["synthetic"]
+    reader = READERS.get("synthetic")
     assert reader is read_synthetic
     ds = read_synthetic(None, "val", 32, n_val=7, seed=1, spurious=0.5, classes="nevus,melanoma")
     assert len(ds) == 7 and ds.images.shape[1:] == (32, 32, 3) and ds.class_names == ["nevus", "melanoma"]

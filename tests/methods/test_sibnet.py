@@ -13,6 +13,7 @@ from medattn.losses.classification import build_criterion
 from medattn.losses.saliency import (class_distinctiveness_loss, coherence_components, gradcam_all_classes,
                                      neighbourhood_energy, spatial_coherence_loss, upsample_maps)
 from medattn.models import LossContext, create_model
+from medattn.models.se_cbam import CBAMNet
 
 TINY = "test_efficientnet"
 
@@ -185,7 +186,7 @@ def synthetic(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
 def test_model_forward_maps_and_options():
     torch.manual_seed(0)
     model = create_model("sibnet", base="cbam", backbone=TINY, num_classes=3, base_options={"drop_rate": 0.0})
-    assert model.base.registry_name == "cbam" and model.cam_layer is model.base.cam_layer
+    assert isinstance(model.base, CBAMNet) and model.cam_layer is model.base.cam_layer
     x = torch.rand(2, 3, 64, 64)
     torch.testing.assert_close(model.eval()(x), model.base(x))
     maps = model.attention_maps(x)

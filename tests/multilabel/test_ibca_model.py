@@ -172,7 +172,7 @@ def test_multiclass_targets_raise(model):
 
 def test_trains_and_evaluates_through_the_trainer(tmp_path):
     from medattn.config import load_config
-    from medattn.data.synthetic_multilabel import generate_synthetic_multilabel
+    from medattn.data.synthetic.multilabel import generate_synthetic_multilabel
     from medattn.engine.data import RunData
     from medattn.engine.trainer import Trainer
 

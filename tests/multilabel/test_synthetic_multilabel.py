@@ -4,7 +4,7 @@ import pytest
 
 from medattn.data import DataError, load_split
 from medattn.data.synthetic import SHORTCUTS
-from medattn.data.synthetic_multilabel import DEFAULT_CLASSES, generate_synthetic_multilabel
+from medattn.data.synthetic.multilabel import DEFAULT_CLASSES, generate_synthetic_multilabel
 
 
 @pytest.fixture(scope="module")

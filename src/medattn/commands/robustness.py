@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..engine.precision import Precision, resolve_device
-    from ..evaluation.robustness import evaluate_robustness, robustness_table, write_robustness
+    from ..evaluation.robustness import evaluate_robustness, write_robustness
+    from ..evaluation.robustness_results import robustness_table
     from ._common import load_run_and_split, read_run_split
 
     try:

@@ -253,7 +253,7 @@ def segmentation_masks(reader: str, options: dict, default_folder: Path, ids: li
 
 def empty_classes(targets: np.ndarray, class_names: Sequence[str], task: str) -> list[str]:
     """Names of classes without any labeled example in ``targets`` (none when nothing is labeled)."""
-    lab = targets[labeled_mask(targets, task)]
+    lab = targets[labeled_mask(targets)]
     if len(lab) == 0:
         return []
     counts = np.bincount(lab, minlength=len(class_names)) if task == "multiclass" else lab.sum(axis=0)

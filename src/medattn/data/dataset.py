@@ -17,13 +17,12 @@ UNLABELED = -1
 """Target of an unlabeled image in a multi-class set (multi-label sets use a row of NaN)."""
 
 
-def labeled_mask(targets: np.ndarray, task: str) -> np.ndarray:
-    """(N,) bool: which rows of ``targets`` carry a label ((N,) class indices with ``UNLABELED``, or
-    (N, K) 0/1 with a row of NaN for an unlabeled image)."""
-    targets = np.asarray(targets)
-    if task == "multiclass":
-        return targets != UNLABELED
-    return ~np.isnan(targets).any(axis=1)
+def labeled_mask(targets):
+    """(N,) bool: which rows of ``targets`` carry a label, for numpy arrays and torch tensors alike:
+    (N,) class indices with ``UNLABELED`` (-1), or (N, K) 0/1 with a row of NaN for an unlabeled image."""
+    if targets.ndim == 1:
+        return targets >= 0
+    return ~(targets != targets).any(1)  # x != x only for NaN
 
 
 @dataclass
@@ -74,7 +73,7 @@ class ImageDataset:
     @property
     def labeled(self) -> np.ndarray:
         """(N,) bool: which images carry a label."""
-        return labeled_mask(self.targets, self.task)
+        return labeled_mask(self.targets)
 
     def class_counts(self) -> np.ndarray:
         """(K,) number of labeled images of each class (positives per label for multi-label)."""

@@ -80,7 +80,7 @@ def _stratum(targets: np.ndarray, task: str) -> np.ndarray:
     # Multi-label rows are stratified by their rarest positive label (-1: none, -2: unlabeled).
     if task == "multiclass":
         return targets
-    lab = labeled_mask(targets, task)
+    lab = labeled_mask(targets)
     freq = np.nansum(targets[lab], axis=0)
     key = np.full(len(targets), -2, dtype=np.int64)
     for i in np.flatnonzero(lab):
@@ -174,7 +174,7 @@ def read_table(root: str | None, split: str, image_size: int | None, **options) 
             if masks[-1] is None:
                 problems.add("missing mask file", f"{table.where(i, options['mask_col'])}: {c!r} not found in {mask_dir}")
     problems.raise_if_any()
-    labeled = labeled_mask(targets, task)
+    labeled = labeled_mask(targets)
     if options.get("split_col"):
         values = table.column(options["split_col"])
         if split not in values:

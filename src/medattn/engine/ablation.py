@@ -1,8 +1,9 @@
 """Run a named grid of model variants over seeds, resumably, and tabulate mean ± std.
 
 A grid is a dict ``cell name -> {"model": registered name, "options": {...}}`` (plus optional
-``"set"``: extra ``key=value`` overrides). Grids live next to their method
-(``medattn.models.biigma_ablations.GRID``, ``medattn.models.ibca_ablations.GRID``). Every cell x seed
+``"set"``: extra ``key=value`` overrides, and ``"label"``: its row in the table). Grids live next to
+their method and register themselves (``@register_grid("biigma")`` in
+``medattn.models.biigma_ablations``); ``load_grid(name)`` finds them. Every cell x seed
 is a normal run directory ``OUT/<cell>/seed<k>``: a finished one (its ``eval_<split>.json`` exists) is
 not rerun, an interrupted one is resumed from its last checkpoint.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib
 import json
 import math
 from pathlib import Path
@@ -19,14 +19,9 @@ from typing import Callable
 import numpy as np
 
 from ..config import apply_update, parse_override
+from ..models._registry import load_grid
 
-GRIDS = {"biigma": "medattn.models.biigma_ablations", "ibca": "medattn.models.ibca_ablations"}
-
-
-def load_grid(name: str) -> dict[str, dict]:
-    if name not in GRIDS:
-        raise KeyError(f"unknown ablation grid {name!r}; choose one of {', '.join(GRIDS)}")
-    return dict(importlib.import_module(GRIDS[name]).GRID)
+__all__ = ["cell_config", "load_grid", "run_grid", "summarise", "write_summary"]
 
 
 def cell_config(base: dict, cell: dict, seed: int) -> dict:

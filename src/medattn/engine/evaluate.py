@@ -34,7 +34,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: list[str
 
 def _labeled_rows(y_true: np.ndarray, probs: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
     # A split may hold unlabeled images (a CSV with empty label cells); they have no truth to score.
-    lab = labeled_mask(y_true, task)
+    lab = labeled_mask(np.asarray(y_true))
     return (y_true, probs) if lab.all() else (np.asarray(y_true)[lab], np.asarray(probs)[lab])
 
 

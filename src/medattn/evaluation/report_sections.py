@@ -122,7 +122,7 @@ def training_section(log: list[dict], select: str, task: str, fig_dir: Path) -> 
 
 def robustness_section(result: dict, fig_dir: Path, stem: str) -> str:
     """The robustness table (change against the clean images) and plot."""
-    from .robustness import condition_rows
+    from .robustness_results import condition_rows
     from .robustness_plot import save_robustness_plot
 
     names = result["headline"]

@@ -22,6 +22,7 @@ from ..data.dataset import ImageDataset
 from ..engine.evaluate import HEADLINE, compute_metrics
 from ..engine.inference import predict_proba
 from ..engine.precision import Precision
+from .robustness_results import headline, robustness_table
 from .perturbations import DEFAULT_ARTIFACTS, add_artifacts, gaussian_noise, swap_background
 
 SIGMAS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.05, 0.1)
@@ -50,11 +51,6 @@ def flip_fraction(clean: np.ndarray, perturbed: np.ndarray, task: str) -> float:
     a, b = decisions(clean, task), decisions(perturbed, task)
     changed = (a != b).any(axis=1) if task == "multilabel" else a != b
     return float(changed.mean()) if len(changed) else float("nan")
-
-
-def headline(metrics: dict, names: Sequence[str]) -> dict[str, float]:
-    """The named top-level metrics that are numbers (missing ones are left out)."""
-    return {n: float(metrics[n]) for n in names if isinstance(metrics.get(n), (int, float))}
 
 
 def _condition(dataset: ImageDataset, probs: np.ndarray, clean: np.ndarray | None, names: Sequence[str],
@@ -139,43 +135,6 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
         bar.update()
     bar.close()
     return result
-
-
-def background_label(key: str) -> str:
-    """Display name of a background condition: "background swap", "artifact: ruler", "artifact: all"."""
-    return "background swap" if key == "swap" else key.replace("_", ": ", 1)
-
-
-def condition_rows(result: dict) -> list[tuple[str, dict, float | None]]:
-    """(condition label, headline metrics, flip fraction or None) of every condition, clean first; the
-    rows of the markdown table and of the run report."""
-    names = result["headline"]
-    rows = [("clean", headline(result["clean"]["metrics"], names), None)]
-    for node in result["noise"]:
-        rows.append((f"noise sigma={node['sigma']:g}", headline(node["metrics"], names), node["flip_fraction"]))
-    for key, node in (result.get("background") or {}).items():
-        rows.append((background_label(key), headline(node["metrics"], names), node["flip_fraction"]))
-    if result.get("shift"):
-        rows.append((f"shifted split ({result['shift']['split']})", headline(result["shift"]["metrics"], names), None))
-    return rows
-
-
-def robustness_table(result: dict) -> str:
-    """A markdown table: one row per condition, headline metrics (change vs clean) and flip fraction."""
-    names = result["headline"]
-    clean = headline(result["clean"]["metrics"], names)
-    lines = ["| condition | " + " | ".join(names) + " | flipped |", "|---" * (len(names) + 2) + "|"]
-    for label, head, flip in condition_rows(result):
-        cells = []
-        for n in names:
-            if n not in head:
-                cells.append("n/a")
-            elif label == "clean" or n not in clean:
-                cells.append(f"{head[n]:.4f}")
-            else:
-                cells.append(f"{head[n]:.4f} ({head[n] - clean[n]:+.4f})")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if flip is None else f'{flip:.1%}'} |")
-    return "\n".join(lines)
 
 
 def write_robustness(result: dict, out: str | Path) -> tuple[Path, Path, Path]:

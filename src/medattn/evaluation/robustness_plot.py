@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .robustness import background_label, headline
+from .robustness_results import background_label, headline
 
 
 def robustness_figure(result: dict) -> Figure:

@@ -13,40 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Criterion = Callable[[Tensor, Tensor], Tensor]
-_CRITERIA: dict[str, Callable[..., Criterion]] = {}
+from ..data.dataset import labeled_mask
+from ._registry import Criterion, build_criterion, list_criteria, register_criterion
 
-
-def register_criterion(name: str):
-    def deco(fn):
-        if name in _CRITERIA:
-            raise KeyError(f"criterion {name!r} registered twice")
-        _CRITERIA[name] = fn
-        return fn
-
-    return deco
-
-
-def list_criteria() -> list[str]:
-    _import_all()
-    return sorted(_CRITERIA)
-
-
-def build_criterion(name: str, task: str, class_weights: Tensor | None = None, **options) -> Criterion:
-    """``name="auto"`` is ``ce`` for multi-class and ``bce`` for multi-label data."""
-    _import_all()
-    if name == "auto":
-        name = "ce" if task == "multiclass" else "bce"
-    if name not in _CRITERIA:
-        raise KeyError(f"unknown loss {name!r}; choose one of {', '.join(sorted(_CRITERIA))}")
-    return _CRITERIA[name](task=task, class_weights=class_weights, **options)
-
-
-def labeled_rows(targets: Tensor) -> Tensor:
-    """(B,) bool: rows that carry a label (multi-class: target >= 0; multi-label: no NaN)."""
-    if targets.ndim == 1:
-        return targets >= 0
-    return ~torch.isnan(targets).any(dim=1)
+__all__ = ["Criterion", "build_criterion", "ignoring_unlabeled", "list_criteria", "register_criterion",
+           "require_task", "zero_like_graph"]
 
 
 def zero_like_graph(logits: Tensor) -> Tensor:
@@ -56,10 +27,10 @@ def zero_like_graph(logits: Tensor) -> Tensor:
 
 def ignoring_unlabeled(loss: Callable[[Tensor, Tensor], Tensor]) -> Criterion:
     """Make ``loss(labeled logits, labeled targets) -> scalar`` a criterion: unlabeled rows are dropped
-    (``labeled_rows``) and a batch without a labeled row gives ``zero_like_graph(logits)``."""
+    (``labeled_mask``) and a batch without a labeled row gives ``zero_like_graph(logits)``."""
 
     def criterion(logits: Tensor, targets: Tensor) -> Tensor:
-        keep = labeled_rows(targets)
+        keep = labeled_mask(targets)
         if not keep.any():
             return zero_like_graph(logits)
         return loss(logits[keep], targets[keep])
@@ -115,13 +86,3 @@ def binary_cross_entropy(task: str, class_weights: Tensor | None = None, pos_wei
 
     return ignoring_unlabeled(loss)
 
-
-def _import_all() -> None:
-    # Other files register more criteria (focal, ASL) on import.
-    import importlib
-
-    try:
-        importlib.import_module("medattn.losses.multilabel")
-    except ModuleNotFoundError as err:
-        if err.name != "medattn.losses.multilabel":
-            raise

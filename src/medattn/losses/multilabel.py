@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .classification import Criterion, ignoring_unlabeled, register_criterion, require_task
+from ._registry import Criterion, register_criterion
+from .classification import ignoring_unlabeled, require_task
 
 REDUCTIONS = ("mean", "sum")
 

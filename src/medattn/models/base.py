@@ -71,7 +71,6 @@ class MedAttnModel(nn.Module):
     """Base class: a classifier with named loss terms and native attention maps."""
 
     num_classes: int
-    registry_name: str = ""
 
     def forward_train(self, x: Tensor, targets: Tensor, ctx: LossContext) -> TrainOutput:
         """Default: the configured criterion on the logits, logged as ``ce``."""

@@ -24,7 +24,6 @@ terms are unweighted.
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -35,7 +34,7 @@ from torch import Tensor
 from ..layers.class_query_attention import ClassQueryAttention, ClassWiseLinear
 from ..layers.gaussian_mixture_attention import GaussianMixtureAttention
 from ..layers.variational_bottleneck import VariationalBottleneck
-from ..losses.classification import labeled_rows
+from ..data.dataset import labeled_mask
 from ..losses.contrastive import class_feature_nce
 from ._registry import register_model
 from .backbone import Backbone
@@ -101,6 +100,7 @@ class ClassQueryNet(MedAttnModel):
         return self.backbone.stage(-1)
 
 
+@register_model("ibca")
 class IBCANet(ClassQueryNet):
     """IBCA-style reconstruction: class-query attention + Gaussian-mixture VIB branch + contrastive
     alignment + complement-context intervention (see the module docstring and docs/ibca.md)."""
@@ -196,7 +196,7 @@ class IBCANet(ClassQueryNet):
 
     def forward_train(self, x: Tensor, targets: Tensor, ctx: LossContext) -> TrainOutput:
         if targets.ndim != 2:
-            raise ValueError(f"{self.registry_name or 'ibca'} is a multi-label model: targets must be B x K 0/1 "
+            raise ValueError(f"{type(self).__name__} is a multi-label model: targets must be B x K 0/1 "
                              f"(got shape {tuple(targets.shape)}); use a multi-label data set")
         enc = self.encode(x)
         logits, l_mha, l_gm = self._logits(enc)
@@ -212,7 +212,7 @@ class IBCANet(ClassQueryNet):
         if self.use_contrastive:
             pooled = torch.einsum("bkp,bdp->bkd", enc["att"].mean(dim=1), enc["p"].float().flatten(2))
             target = enc["z_gm"].detach() if self.nce_detach_target else enc["z_gm"]
-            labeled = labeled_rows(targets)
+            labeled = labeled_mask(targets)
             valid = (targets == 1) if self.nce_positives_only else labeled.unsqueeze(1).expand_as(targets)
             losses["nce"] = class_feature_nce(pooled, target, valid & labeled.unsqueeze(1), self.nce_temperature)
             total = total + r * self.nce_weight * losses["nce"]
@@ -229,16 +229,3 @@ def class_query(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, p
                 in_chans: int = 3) -> ClassQueryNet:
     """Class-query multi-head attention classifier (the IBCA-style model without its IBCA terms)."""
     return ClassQueryNet(backbone, num_classes, pretrained, embed_dim, num_heads, drop_rate, output_stride, in_chans)
-
-
-@register_model("ibca")
-def ibca(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
-         **options) -> IBCANet:
-    """IBCA-style causal attention, a reconstruction from the abstract (docs/ibca.md); options as
-    ``IBCANet``."""
-    return IBCANet(backbone, num_classes, pretrained, **options)
-
-
-# Expose IBCANet's keyword options to create_model, so an unknown option is named in the error.
-ibca.__signature__ = inspect.signature(IBCANet.__init__).replace(
-    parameters=list(inspect.signature(IBCANet.__init__).parameters.values())[1:])

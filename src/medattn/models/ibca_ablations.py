@@ -7,6 +7,8 @@ and the contrastive alignment that need it; what is left is ``class_query`` plus
 """
 from __future__ import annotations
 
+from ._registry import register_grid
+
 GRID: dict[str, dict] = {
     "baseline": {"model": "baseline", "options": {}},
     "class_query": {"model": "class_query", "options": {}},
@@ -18,3 +20,9 @@ GRID: dict[str, dict] = {
     "ibca_no_intervention": {"model": "ibca", "options": {"use_intervention": False}},
     "ibca_no_causal": {"model": "ibca", "options": {"use_contrastive": False, "use_intervention": False}},
 }
+
+
+@register_grid("ibca")
+def ibca_grid() -> dict[str, dict]:
+    """``medattn ablate --grid ibca``: one cell per removed part of the reconstruction."""
+    return GRID

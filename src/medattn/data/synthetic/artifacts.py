@@ -1,4 +1,4 @@
-"""Background artifacts of the synthetic dermoscopy set (`medattn.data.synthetic`).
+"""Background artifacts of the synthetic dermoscopy set (`medattn.data.synthetic.single_lesion`).
 
 The artifacts of real dermoscopy collections that models are known to use as shortcuts: hair, ruler
 marks, surgical ink dots, the dark circular border of the dermoscope (vignette), gel/air bubbles and
@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from .synthetic_draw import bezier, blend, draw_polylines, draw_segments, ellipses, pixel_grid, smoothstep
+from .draw import bezier, blend, draw_polylines, draw_segments, ellipses, pixel_grid, smoothstep
 
 ARTIFACTS: tuple[str, ...] = ("ink", "hair", "bubbles", "ruler", "patch", "vignette")
 """Artifact names, in the order they are painted (later ones cover earlier ones)."""

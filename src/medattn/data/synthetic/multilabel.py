@@ -1,7 +1,7 @@
 """The multi-label synthetic dermoscopy set: several lesion types in one image, a mask per class.
 
 The embedded default of the multi-label path (no download). It reuses the lesion, skin and artifact
-renderers of the single-lesion set (`medattn.data.synthetic`):
+renderers of the single-lesion set (`medattn.data.synthetic.single_lesion`):
 
 - labels: each class is present independently with probability ``label_rate`` (one number or one per
   class); an image with no class drawn gets one class drawn by those rates, so every image shows at
@@ -28,11 +28,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ._registry import DataError, register_reader
-from .dataset import ImageDataset
-from .synthetic import (ARTIFACTS, RANDOM_ARTIFACT_RATES, SHORTCUTS, SPLITS, _rng, artifacts_to_paint, paint_artifact,
+from .._registry import DataError, register_reader
+from ..dataset import ImageDataset
+from .single_lesion import (ARTIFACTS, RANDOM_ARTIFACT_RATES, SHORTCUTS, SPLITS, _rng, artifacts_to_paint, paint_artifact,
                         reader_arguments, render_background, render_lesion)
-from .synthetic_lesions import LESION_RENDERERS
+from .lesions import LESION_RENDERERS
 
 DEFAULT_CLASSES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma")
 _SLOTS = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))  # (x, y) slot centres, fractions of size

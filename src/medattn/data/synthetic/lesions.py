@@ -1,4 +1,4 @@
-"""Skin and lesion renderers of the synthetic dermoscopy set (`medattn.data.synthetic`).
+"""Skin and lesion renderers of the synthetic dermoscopy set (`medattn.data.synthetic.single_lesion`).
 
 Each lesion class is carried by shape, colour and texture together (the dermoscopic criteria in
 short), with jitter in size, position, rotation and colour so that no single cue such as the mean
@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .synthetic_draw import bezier, blend, draw_polylines, ellipses, fine_noise, pixel_grid, smooth_noise, smoothstep
+from .draw import bezier, blend, draw_polylines, ellipses, fine_noise, pixel_grid, smooth_noise, smoothstep
 
 _TABLE = 256  # samples of the border radius over the angle
 

@@ -1,8 +1,8 @@
-"""The synthetic dermoscopy set: the embedded default data set (no download), and its reader.
+"""The single-lesion synthetic dermoscopy set (reader ``synthetic``): generation and reader.
 
 Procedural dermoscopy-like RGB images whose class is carried by the lesion (shape, colour, texture:
-`synthetic_lesions`), with a lesion mask for every image and background artifacts
-(`synthetic_artifacts`) whose association with the class is a knob:
+`lesions`), with a lesion mask for every image and background artifacts
+(`artifacts`) whose association with the class is a knob:
 
 - every class has a *shortcut* artifact (default: nevus -> colour sticker, melanoma -> ruler,
   seborrheic keratosis -> bubbles, basal cell carcinoma -> ink; arbitrary choices);
@@ -26,10 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ._registry import DataError, register_reader
-from .dataset import ImageDataset
-from .synthetic_artifacts import ARTIFACTS, paint_artifact
-from .synthetic_lesions import LESION_RENDERERS, lesion_layer, render_background, render_lesion
+from .._registry import DataError, register_reader
+from ..dataset import ImageDataset
+from .artifacts import ARTIFACTS, paint_artifact
+from .lesions import LESION_RENDERERS, lesion_layer, render_background, render_lesion
 
 __all__ = ["ARTIFACTS", "CLASS_PROPORTIONS", "LESION_RENDERERS", "RANDOM_ARTIFACT_RATES", "SHORTCUTS", "SPLITS",
            "generate_synthetic", "paint_artifact", "plan_synthetic", "read_synthetic", "render_background",

@@ -1,4 +1,4 @@
-"""Fast drawing primitives for the synthetic dermoscopy set (`medattn.data.synthetic`).
+"""Fast drawing primitives for the synthetic dermoscopy set (`medattn.data.synthetic.single_lesion`).
 
 Everything works on float32 arrays in [0, 1] and is vectorised over the whole image or over a batch
 of small windows, so one 128 px image costs a few milliseconds on one core:

@@ -1,0 +1,47 @@
+"""Reading a robustness result (the dict ``evaluate_robustness`` returns): its conditions, headline
+metrics and the markdown table, shared by the command, the plot and the run report."""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def headline(metrics: dict, names: Sequence[str]) -> dict[str, float]:
+    """The named top-level metrics that are numbers (missing ones are left out)."""
+    return {n: float(metrics[n]) for n in names if isinstance(metrics.get(n), (int, float))}
+
+
+def background_label(key: str) -> str:
+    """Display name of a background condition: "background swap", "artifact: ruler", "artifact: all"."""
+    return "background swap" if key == "swap" else key.replace("_", ": ", 1)
+
+
+def condition_rows(result: dict) -> list[tuple[str, dict, float | None]]:
+    """(condition label, headline metrics, flip fraction or None) of every condition, clean first; the
+    rows of the markdown table and of the run report."""
+    names = result["headline"]
+    rows = [("clean", headline(result["clean"]["metrics"], names), None)]
+    for node in result["noise"]:
+        rows.append((f"noise sigma={node['sigma']:g}", headline(node["metrics"], names), node["flip_fraction"]))
+    for key, node in (result.get("background") or {}).items():
+        rows.append((background_label(key), headline(node["metrics"], names), node["flip_fraction"]))
+    if result.get("shift"):
+        rows.append((f"shifted split ({result['shift']['split']})", headline(result["shift"]["metrics"], names), None))
+    return rows
+
+
+def robustness_table(result: dict) -> str:
+    """A markdown table: one row per condition, headline metrics (change vs clean) and flip fraction."""
+    names = result["headline"]
+    clean = headline(result["clean"]["metrics"], names)
+    lines = ["| condition | " + " | ".join(names) + " | flipped |", "|---" * (len(names) + 2) + "|"]
+    for label, head, flip in condition_rows(result):
+        cells = []
+        for n in names:
+            if n not in head:
+                cells.append("n/a")
+            elif label == "clean" or n not in clean:
+                cells.append(f"{head[n]:.4f}")
+            else:
+                cells.append(f"{head[n]:.4f} ({head[n] - clean[n]:+.4f})")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if flip is None else f'{flip:.1%}'} |")
+    return "\n".join(lines)
