@@ -68,7 +68,7 @@ def per_label_saliency(run, data, n_images: int, batch_size: int = 16) -> dict[s
 
 def evaluate_run(run_dir: Path, data: dict, n_saliency: int) -> dict:
     """Metrics of the best checkpoint on val-tuned thresholds and 0.5, on every split, plus saliency."""
-    from medattn.engine.evaluate import compute_metrics
+    from medattn.metrics.summary import compute_metrics
     from medattn.engine.inference import predict_proba
     from medattn.engine.run import load_run
     from medattn.metrics.multilabel import tune_thresholds

@@ -42,7 +42,7 @@ def measure_one(model_name: str, backbone: str, precision: str, batch: int, size
     crit = build_criterion("ce", "multiclass")
     x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 3, (batch,), device=dev)
-    ctx = LossContext(criterion=crit, epoch=5, num_epochs=10, labeled=torch.ones(batch, dtype=torch.bool, device=dev))
+    ctx = LossContext(criterion=crit, epoch=5, num_epochs=10)
 
     def sync():
         if dev.type == "cuda":

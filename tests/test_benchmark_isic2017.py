@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medattn.engine.evaluate import compute_metrics, write_prediction_rows
+from medattn.engine.evaluate import write_prediction_rows
+from medattn.metrics.summary import compute_metrics
 
 CLASSES = ["melanoma", "seborrheic_keratosis", "nevus"]
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "isic2017.py"

@@ -14,8 +14,8 @@ TINY = "test_efficientnet"  # timm's 82k-parameter test network: 16/24/32/48/64 
 TERMS = {"ce", "ce_hybrid", "hsic", "map", "kl", "total"}
 
 
-def _ctx(epoch=1, task="multiclass", criterion=None, **kw):
-    return LossContext(criterion=criterion or build_criterion("ce", "multiclass"), epoch=epoch, task=task, **kw)
+def _ctx(epoch=1, criterion=None, **kw):
+    return LossContext(criterion=criterion or build_criterion("ce", "multiclass"), epoch=epoch, **kw)
 
 
 def _model(**options):
@@ -117,7 +117,7 @@ def test_ce_modes():
     w = _model(ce_mode="class_weights").train().forward_train(x, y, _ctx(class_weights=torch.ones(3)))
     assert w.losses["ce"].item() > 0
     with pytest.raises(ValueError, match="set model option ce_mode='criterion'"):
-        _model().train().forward_train(x, torch.zeros(6, 3), _ctx(task="multilabel"))
+        _model(task="multilabel").train().forward_train(x, torch.zeros(6, 3), _ctx())
 
 
 def test_unlabeled_rows_and_sampling_seed():

@@ -5,14 +5,15 @@ import torch
 from torch import nn
 
 from medattn.engine.inference import dihedral, predict_proba
+from medattn.models import MedAttnModel
 
 
-class PixelLinear(nn.Module):
+class PixelLinear(MedAttnModel):
     """Logits = mean over pixels of a per-pixel linear map (invariant to rotations and flips) plus,
     optionally, a term that reads the top-left quarter (not invariant)."""
 
     def __init__(self, orientation_term: bool):
-        super().__init__()
+        super().__init__(num_classes=3)
         torch.manual_seed(0)
         self.lin = nn.Conv2d(3, 3, 1)
         self.corner = nn.Linear(3, 3) if orientation_term else None

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from medattn.cli import main
-from medattn.engine.evaluate import compute_metrics, write_prediction_rows
+from medattn.engine.evaluate import write_prediction_rows
+from medattn.metrics.summary import compute_metrics
 from medattn.evaluation.ensemble import average_predictions
 from medattn.evaluation.report import read_predictions
 

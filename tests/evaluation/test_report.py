@@ -15,7 +15,8 @@ import yaml
 from PIL import Image
 
 from medattn.data import ImageDataset
-from medattn.engine.evaluate import compute_metrics, with_confidence_intervals, write_predictions_csv
+from medattn.engine.evaluate import write_predictions_csv
+from medattn.metrics.summary import compute_metrics, with_confidence_intervals
 from medattn.evaluation.report import read_predictions, write_report
 from medattn.evaluation.robustness import evaluate_robustness
 from medattn.metrics.calibration import expected_calibration_error

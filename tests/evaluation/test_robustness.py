@@ -10,7 +10,7 @@ import torch.nn as nn
 from PIL import Image
 
 from medattn.data import ImageDataset
-from medattn.engine.evaluate import compute_metrics
+from medattn.metrics.summary import compute_metrics
 from medattn.evaluation.perturbations import gaussian_noise
 from medattn.evaluation.robustness import evaluate_robustness, flip_fraction, predict_noisy, write_robustness
 from medattn.evaluation.robustness_results import robustness_table

@@ -26,8 +26,7 @@ class TinyAttnNet(MedAttnModel):
     """Two strided convs, a sigmoid spatial attention map, GAP and a linear head (fast, with a native map)."""
 
     def __init__(self, num_classes: int = 3):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
         self.att = nn.Conv2d(16, 1, 1)
         self.fc = nn.Linear(16, num_classes)

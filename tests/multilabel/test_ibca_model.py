@@ -28,8 +28,7 @@ def model():
 
 
 def _ctx(epoch=0, num_epochs=10):
-    return LossContext(criterion=build_criterion("bce", "multilabel"), epoch=epoch, num_epochs=num_epochs,
-                       task="multilabel")
+    return LossContext(criterion=build_criterion("bce", "multilabel"), epoch=epoch, num_epochs=num_epochs)
 
 
 def test_forward_and_maps_follow_the_contract(model):

@@ -5,7 +5,7 @@ import json
 import time
 from pathlib import Path
 
-from ..engine.evaluate import HEADLINE, lookup_metric
+from ..metrics.summary import headline_names, lookup_metric
 
 
 def new_run_dir(base: str | Path) -> Path:
@@ -28,11 +28,7 @@ def fmt(value) -> str:
 
 def results_table(results: dict[str, dict], task: str) -> str:
     """A markdown table: one row per split, headline metrics as columns (with 95% CI when present)."""
-    names = HEADLINE[task]
-    extra = []
-    if any("isic2017" in m for m in results.values()):
-        extra = ["isic2017.melanoma.auc", "isic2017.seborrheic_keratosis.auc", "isic2017.mean_auc"]
-    cols = names + extra
+    cols = headline_names(task, list(results.values()))
     lines = ["| split | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for split, m in results.items():
         cells = []

@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.data import read_split
-    from ..engine.evaluate import compute_metrics, with_confidence_intervals, write_predictions_csv
+    from ..engine.evaluate import write_predictions_csv
+    from ..metrics.summary import compute_metrics, with_confidence_intervals
     from ..engine.inference import predict_proba
     from ..engine.precision import Precision
     from ..evaluation.ensemble import predictions_name

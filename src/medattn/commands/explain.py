@@ -20,7 +20,7 @@ NAME = "explain"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory written by `medattn train`")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoint", default="best", help="best (default) or last")
     p.add_argument("--cams", default="gradcam,gradcam++,eigencam", type=cam_list,
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="explain this class instead of the predicted one (repeat for several)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="multi-label: explain every label with probability >= this (default 0.5)")
-    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
+    p.add_argument("--recursive", action="store_true", help=argparse.SUPPRESS)  # folders are always searched recursively
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-png", action="store_true", help="write no PNG overlays")
     p.add_argument("--no-npz", action="store_true", help="write no .npz arrays")
@@ -49,42 +49,6 @@ def cam_list(text: str) -> list[str]:
         return check_methods([m.strip() for m in text.split(",") if m.strip()])
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def collect_images(inputs: list[str], recursive: bool = False) -> list[Path]:
-    """The image files named or found in folders, checked (exists, has an image suffix, header
-    readable, unique file stem) before any work; one `DataError` lists every problem."""
-    from ..data._common import Problems
-    from ..data.io import IMAGE_EXTENSIONS, ImageReadError, list_image_files, open_image
-
-    problems = Problems("medattn explain")
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = list_image_files(p, recursive)
-            if not found:
-                problems.add(f"folder without images ({', '.join(IMAGE_EXTENSIONS)})", str(p))
-            files.extend(found)
-        elif p.is_file():
-            if p.suffix.lower() not in IMAGE_EXTENSIONS:
-                problems.add("not an image file name", str(p))
-            else:
-                files.append(p)
-        else:
-            problems.add("no such file or folder", str(p))
-    for f in files:
-        try:
-            open_image(f).close()
-        except ImageReadError as err:
-            problems.add(err.kind, f"{f}" + (f" ({err.detail})" if err.detail else ""))
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.stem in seen and seen[f.stem] != f:
-            problems.add("two images with one file stem (outputs are named by stem)", f"{seen[f.stem]} and {f}")
-        seen.setdefault(f.stem, f)
-    problems.raise_if_any()
-    return list(dict.fromkeys(files))
 
 
 def parse_classes(values: list[str] | None, class_names: list[str]) -> list[int] | None:
@@ -126,9 +90,11 @@ class LazyImages:
 def run(args: argparse.Namespace) -> int:
     from ..engine.precision import Precision, resolve_device
     from ..engine.run import load_run
+    from ..data.unlabeled import collect_image_files
     from ..explain import iter_explanations, save_npz, save_overlay
+
     methods = args.cams
-    files = collect_images(args.inputs, args.recursive)
+    files = collect_image_files(args.inputs, source="medattn explain")
     device = resolve_device(args.device)
     run = load_run(args.run_dir, checkpoint=args.checkpoint, device=device)
     classes = parse_classes(args.classes, run.class_names)

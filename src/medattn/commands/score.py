@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics.classification import ISIC2017_TASKS
+from ..metrics.summary import ISIC2017_HEADLINE, ISIC_SCORE_HEADLINE
+
 NAME = "score"
 ID_COLUMNS = ("image", "image_id")
 WEIGHT_COLUMNS = ("score_weight", "validation_weight")
 EXCLUDED_IDS = ("ISIC_0035068",)  # given weight 0 by isic-challenge-scoring's truth parser
-HEADLINE = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc", "macro_ap", "macro_auc_sens_80")
 TABLE_METRICS = ("auc", "auc_sens_80", "ap", "sensitivity", "specificity", "ppv", "npv", "dice", "accuracy")
 
 
@@ -119,7 +121,7 @@ def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str],
     if not np.isin(truth, (0.0, 1.0)).all():
         raise _error(_first_offender(truth_path, t_lines, ~np.isin(truth, (0.0, 1.0)), categories,
                                      "truth values must be 0 or 1"))
-    isic2017 = set(categories) == {"melanoma", "seborrheic_keratosis"}
+    isic2017 = set(categories) == set(ISIC2017_TASKS)
     if not isic2017:
         not_onehot = truth.sum(axis=1) != 1
         if not_onehot.any():
@@ -144,26 +146,21 @@ def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str],
 def score(truth_path: str | Path, pred_path: str | Path, n_boot: int = 0) -> dict:
     """Metrics of a prediction CSV against a truth CSV (see the module docstring)."""
     from ..metrics.bootstrap import bootstrap_ci, flatten_scalars
-    from ..metrics.classification import binary_task_metrics, classification_metrics
+    from ..metrics.classification import binary_tasks_metrics, classification_metrics
 
     ids, categories, truth, pred = load_pair(truth_path, pred_path)
-    if set(categories) == {"melanoma", "seborrheic_keratosis"}:
-        def fn(t, p):
-            out = {"format": "isic2017", "n": len(t)}
-            for task in ("melanoma", "seborrheic_keratosis"):
-                c = categories.index(task)
-                out[task] = binary_task_metrics(t[:, c], p[:, c])
-            out["mean_auc"] = (out["melanoma"]["auc"] + out["seborrheic_keratosis"]["auc"]) / 2
-            return out
+    if set(categories) == set(ISIC2017_TASKS):
+        cols = [categories.index(t) for t in ISIC2017_TASKS]
 
-        headline = ["mean_auc", "melanoma.auc", "seborrheic_keratosis.auc"]
-        stratified = False
+        def fn(t, p):
+            return {"format": "isic2017", "n": len(t), **binary_tasks_metrics(t[:, cols], p[:, cols], ISIC2017_TASKS)}
+
+        headline, stratified = ISIC2017_HEADLINE, False
     else:
         def fn(t, p):
             return {"format": "isic", **classification_metrics(t, p, categories)}
 
-        headline = list(HEADLINE)
-        stratified = True
+        headline, stratified = ISIC_SCORE_HEADLINE, True
     metrics = fn(truth, pred)
     if n_boot:
         ci = bootstrap_ci(lambda t, p: {k: v for k, v in flatten_scalars(fn(t, p)).items() if k in headline},
@@ -194,13 +191,13 @@ def format_table(m: dict) -> str:
 
     if m["format"] == "isic2017":
         cols = ("auc", "auc_sens_80", "ap", "f1", "accuracy", "recall", "precision", "specificity")
-        rows = {t: m[t] for t in ("melanoma", "seborrheic_keratosis")}
+        rows = {t: m[t] for t in ISIC2017_TASKS}
         tail = [line("mean_auc", "mean_auc")]
     else:
         cols = TABLE_METRICS
         rows = dict(m["per_class"])
         rows["macro average"] = {c: m[f"macro_{c}"] for c in cols}
-        tail = [line(k, k) for k in HEADLINE]
+        tail = [line(k, k) for k in ISIC_SCORE_HEADLINE]
     width = max(len(r) for r in rows) + 2
     out = [f"{'category':<{width}}" + "".join(f"{c:>13}" for c in cols)]
     out += [f"{name:<{width}}" + "".join(f"{_cell(r[c]):>13}" for c in cols) for name, r in rows.items()]

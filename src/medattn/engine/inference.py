@@ -43,7 +43,7 @@ def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch
         raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
     views = [0, 4] if tta == "flip" else list(range(TTA_VIEWS[tta]))
     images = data.images if isinstance(data, ImageDataset) else data
-    task = task or (data.task if isinstance(data, ImageDataset) else getattr(model, "task", "multiclass"))
+    task = task or (data.task if isinstance(data, ImageDataset) else model.task)
     device = next(model.parameters()).device
     precision = precision or Precision(device, None)
     was_training = model.training
@@ -65,4 +65,4 @@ def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch
             out.append((probs / len(views)).cpu().numpy())
     finally:
         model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, getattr(model, "num_classes", 0)))
+    return np.concatenate(out) if out else np.zeros((0, model.num_classes))

@@ -33,10 +33,8 @@ class Run:
 def build_model(config: dict, num_classes: int, task: str, pretrained: bool | str | None = None) -> torch.nn.Module:
     """The model a config describes (``pretrained`` overrides ``model.pretrained``)."""
     m = config["model"]
-    model = create_model(m["name"], backbone=m.get("backbone"), num_classes=num_classes,
-                         pretrained=m.get("pretrained") if pretrained is None else pretrained, **(m.get("options") or {}))
-    model.task = task
-    return model
+    return create_model(m["name"], backbone=m.get("backbone"), num_classes=num_classes, task=task,
+                        pretrained=m.get("pretrained") if pretrained is None else pretrained, **(m.get("options") or {}))
 
 
 def write_run_files(run_dir: str | Path, config: dict, class_names: list[str], task: str) -> Path:

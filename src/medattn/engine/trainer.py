@@ -29,7 +29,7 @@ from ..losses.classification import build_criterion
 from ..models.base import LossContext
 from .checkpoint import atomic_write_text, restore_training_state, save_checkpoint
 from .data import RunData, class_weights, read_run_data
-from .evaluate import compute_metrics, metric_value
+from ..metrics.summary import compute_metrics, default_select_metric, metric_value
 from .inference import predict_proba
 from .precision import Precision, resolve_device
 from .run import build_model, write_run_files
@@ -105,7 +105,7 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, int(t["max_steps_per_epoch"]))
         self.select_metric = t.get("select_metric", "auto")
         if self.select_metric == "auto":
-            self.select_metric = "balanced_accuracy" if self.task == "multiclass" else "map"
+            self.select_metric = default_select_metric(self.task)
 
     # ----------------------------------------------------------------- setup
     def _check_run_dir(self) -> None:
@@ -118,7 +118,7 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg["train"]
-        backbone_ids = {id(p) for p in getattr(self.model, "backbone", torch.nn.Module()).parameters()}
+        backbone_ids = {id(p) for p in self.model.param_groups()["backbone"]}
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
@@ -229,9 +229,8 @@ class Trainer:
             factor = self.lr_factor(step)
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
-            labeled = (y >= 0) if y.ndim == 1 else ~torch.isnan(y).any(dim=1)
-            ctx = LossContext(criterion=self.criterion, epoch=epoch, step=step, num_epochs=int(t["epochs"]),
-                              task=self.task, labeled=labeled, class_weights=self.class_weights)
+            ctx = LossContext(criterion=self.criterion, epoch=epoch, num_epochs=int(t["epochs"]),
+                              class_weights=self.class_weights)
             with self.precision.autocast():
                 out = self.model.forward_train(x, y, ctx)
             loss = out.losses["total"]
@@ -323,7 +322,8 @@ class Trainer:
 
     def evaluate_splits(self, splits: list[str] | None = None, n_boot: int = 0) -> dict[str, dict]:
         """Load the best weights and score every test split; writes predictions and eval JSON."""
-        from .evaluate import with_confidence_intervals, write_predictions_csv
+        from .evaluate import write_predictions_csv
+        from ..metrics.summary import with_confidence_intervals
         from .data import read_split
 
         restore_training_state(self.run_dir / "best", self.model)

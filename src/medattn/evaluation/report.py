@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..metrics.summary import default_select_metric
 from . import report_html as H
 
 
@@ -96,7 +97,7 @@ def selection(run_dir: Path, cfg: dict, task: str) -> tuple[str, int | None, flo
     meta = json.loads(best_file.read_text()) if best_file.is_file() else {}
     metric = meta.get("select_metric") or cfg.get("train", {}).get("select_metric") or "auto"
     if metric == "auto":
-        metric = "map" if task == "multilabel" else "balanced_accuracy"
+        metric = default_select_metric(task)
     return metric, meta.get("epoch"), meta.get("value")
 
 
@@ -190,7 +191,7 @@ def split_metrics(pred: SplitPredictions, stored: dict | None, class_names: list
                   n_boot: int) -> dict:
     """The split's metrics: ``eval_<split>.json`` when present, else computed from the predictions;
     with ``ci95`` intervals (bootstrapped here when the stored metrics have none)."""
-    from ..engine.evaluate import compute_metrics, with_confidence_intervals
+    from ..metrics.summary import compute_metrics, with_confidence_intervals
 
     lab = pred.labeled
     if not lab.any():

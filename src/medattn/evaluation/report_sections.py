@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.evaluate import HEADLINE, lookup_metric
+from ..metrics.summary import HEADLINE, headline_names, lookup_metric
 from ..metrics.calibration import expected_calibration_error, reliability_curve
 from . import report_figures as F
 from . import report_html as H
 
-_ISIC2017 = ["isic2017.melanoma.auc", "isic2017.seborrheic_keratosis.auc", "isic2017.mean_auc"]
 _PER_CLASS = {
     "multiclass": [("n_positive", "n"), ("auc", "AUC"), ("ap", "AP"), ("sensitivity", "sensitivity@0.5"),
                    ("specificity", "specificity@0.5"), ("recall_argmax", "recall (argmax)"),
@@ -30,9 +29,7 @@ def file_safe(name: str) -> str:
 
 def metrics_section(metrics: dict[str, dict], task: str) -> str:
     """Headline metrics (rows) of every split (columns), with 95% bootstrap intervals."""
-    names = list(HEADLINE[task])
-    if any("isic2017" in m for m in metrics.values()):
-        names += _ISIC2017
+    names = headline_names(task, list(metrics.values()))
     splits = list(metrics)
     rows = [["images scored", *[H.number(metrics[s].get("n")) for s in splits]]]
     for name in names:

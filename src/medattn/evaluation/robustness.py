@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import ImageDataset
-from ..engine.evaluate import HEADLINE, compute_metrics
+from ..metrics.summary import HEADLINE, compute_metrics
 from ..engine.inference import predict_proba
 from ..engine.precision import Precision
 from .robustness_results import headline, robustness_table

@@ -191,12 +191,19 @@ def isic2017_task_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: S
         raise ValueError(f"class_names {names} lack {missing} needed for the ISIC 2017 tasks")
     y = as_labels(y_true, len(names))
     p = _check_probs(y_prob, y.size, len(names))
+    cols = [names.index(t) for t in ISIC2017_TASKS]
+    return binary_tasks_metrics(y[:, None] == np.array(cols), p[:, cols], ISIC2017_TASKS, thresholds)
+
+
+def binary_tasks_metrics(truth: np.ndarray, scores: np.ndarray, tasks: Sequence[str],
+                         thresholds: float | Mapping[str, float] = 0.5) -> dict:
+    """Several "X vs rest" tasks scored side by side: ``truth`` (N, T) 0/1 and ``scores`` (N, T), one
+    column per name of ``tasks``. Returns {task: `binary_task_metrics`, ..., "mean_auc": mean of the AUCs}."""
     out: dict = {}
-    for task in ISIC2017_TASKS:
-        c = names.index(task)
+    for j, task in enumerate(tasks):
         thr = thresholds[task] if isinstance(thresholds, Mapping) else thresholds
-        out[task] = binary_task_metrics(y == c, p[:, c], threshold=thr)
-    out["mean_auc"] = float(np.mean([out[t]["auc"] for t in ISIC2017_TASKS]))
+        out[task] = binary_task_metrics(truth[:, j], scores[:, j], threshold=thr)
+    out["mean_auc"] = float(np.mean([out[t]["auc"] for t in tasks]))
     return out
 
 

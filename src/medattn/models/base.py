@@ -9,10 +9,12 @@
 - ``attention_maps(x) -> {name: B x 1 x h x w}``: the model's native maps (empty for a plain
   classifier).
 - ``cam_layer``: the module whose output Grad-CAM uses (the last feature level by default).
+- ``param_groups() -> {"backbone": [...], "head": [...]}``: for per-group learning rates.
+- ``num_classes`` and ``task`` ("multiclass" / "multilabel") are constructor arguments.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -28,23 +30,16 @@ class LossContext:
         criterion: the configured classification loss ``criterion(logits, targets) -> scalar``
             (cross-entropy, class-weighted CE, BCE, focal, ASL, ...). It ignores unlabeled rows and
             returns a zero that still has a graph when a batch has no label.
-        epoch: 0-based epoch index.
-        step: global optimiser step.
-        num_epochs: planned number of epochs.
-        task: "multiclass" or "multilabel".
-        labeled: (B,) bool, which rows carry a label.
+        epoch: 0-based epoch index (BIIGMA's hybrid-branch schedule, IBCA's ramp).
+        num_epochs: planned number of epochs (IBCA's ramp).
         class_weights: optional (K,) data-set class weights (inverse frequency), for methods that
-            offer them as an option.
+            offer them as an option (BIIGMA ``ce_mode="class_weights"``).
     """
 
     criterion: Callable[[Tensor, Tensor], Tensor]
     epoch: int = 0
-    step: int = 0
     num_epochs: int = 1
-    task: str = "multiclass"
-    labeled: Tensor | None = None
     class_weights: Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -67,10 +62,22 @@ class Normalize(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
-class MedAttnModel(nn.Module):
-    """Base class: a classifier with named loss terms and native attention maps."""
+TASKS = ("multiclass", "multilabel")
 
-    num_classes: int
+
+class MedAttnModel(nn.Module):
+    """Base class: a classifier with named loss terms, native attention maps and parameter groups.
+
+    ``num_classes`` K and ``task`` ("multiclass": softmax over K classes; "multilabel": K independent
+    sigmoids) are constructor arguments of every registered model.
+    """
+
+    def __init__(self, num_classes: int, task: str = "multiclass"):
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        self.num_classes = int(num_classes)
+        self.task = task
 
     def forward_train(self, x: Tensor, targets: Tensor, ctx: LossContext) -> TrainOutput:
         """Default: the configured criterion on the logits, logged as ``ce``."""
@@ -86,3 +93,19 @@ class MedAttnModel(nn.Module):
     def cam_layer(self) -> nn.Module:
         """The module whose output Grad-CAM explains."""
         raise AttributeError(f"{type(self).__name__} does not name a Grad-CAM layer")
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by group: ``"backbone"`` (the pretrained feature extractor, whose
+        learning rate ``train.backbone_lr_scale`` scales) and ``"head"`` (everything else), each in
+        ``named_parameters`` order. Default: no backbone."""
+        return split_parameters(self, None)
+
+
+def split_parameters(model: nn.Module, backbone: nn.Module | None) -> dict[str, list[nn.Parameter]]:
+    """``{"backbone": trainable parameters of backbone, "head": the model's other trainable ones}``."""
+    inside = set() if backbone is None else {id(p) for p in backbone.parameters()}
+    groups: dict[str, list[nn.Parameter]] = {"backbone": [], "head": []}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups["backbone" if id(p) in inside else "head"].append(p)
+    return groups

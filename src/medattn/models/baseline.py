@@ -6,7 +6,7 @@ from torch import Tensor
 
 from ._registry import register_model
 from .backbone import Backbone
-from .base import MedAttnModel, Normalize
+from .base import MedAttnModel, Normalize, split_parameters
 
 
 class ClassifierOnBackbone(MedAttnModel):
@@ -16,11 +16,11 @@ class ClassifierOnBackbone(MedAttnModel):
     """
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
-                 drop_rate: float = 0.0, num_levels: int = 1, head_channels: int | None = None, in_chans: int = 3):
-        super().__init__()
+                 drop_rate: float = 0.0, num_levels: int = 1, head_channels: int | None = None, in_chans: int = 3,
+                 task: str = "multiclass"):
+        super().__init__(num_classes, task)
         self.backbone = Backbone(backbone, pretrained=pretrained, num_levels=num_levels, in_chans=in_chans)
         self.normalize = Normalize(self.backbone.mean, self.backbone.std)
-        self.num_classes = num_classes
         self.dropout = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(head_channels or self.backbone.channels[-1], num_classes)
 
@@ -39,9 +39,13 @@ class ClassifierOnBackbone(MedAttnModel):
     def cam_layer(self) -> nn.Module:
         return self.backbone.stage(-1)
 
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return split_parameters(self, self.backbone)
+
 
 @register_model("baseline")
 def baseline(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
-             drop_rate: float = 0.2, in_chans: int = 3) -> ClassifierOnBackbone:
+             drop_rate: float = 0.2, in_chans: int = 3, task: str = "multiclass") -> ClassifierOnBackbone:
     """Plain backbone + GAP + dropout + linear classifier (the comparison point of every paper)."""
-    return ClassifierOnBackbone(backbone, num_classes, pretrained, drop_rate, num_levels=1, in_chans=in_chans)
+    return ClassifierOnBackbone(backbone, num_classes, pretrained, drop_rate, num_levels=1, in_chans=in_chans,
+                                task=task)

@@ -92,7 +92,7 @@ class BiigmaNet(ClassifierOnBackbone):
                  map_prune_scope: str = "image", head_prune_scope: str = "batch", head_dropout: float = 0.0,
                  sample_at_eval: bool = False, legacy_notebook: bool = False, ce_mode: str = "batch_inverse",
                  ce_normalize: str = "batch", se_reduction: int = 16, keras_densenet_taps: bool = True,
-                 sampling_seed: int | None = None):
+                 sampling_seed: int | None = None, task: str = "multiclass"):
         self.sigma = _parse_sigma(sigma)
         self.indep = _choice("indep", indep, INDEP)
         self.ce_mode = _choice("ce_mode", ce_mode, CE_MODES)
@@ -108,7 +108,8 @@ class BiigmaNet(ClassifierOnBackbone):
         bad = {k: v for k, v in weights.items() if not (float(v) >= 0 and math.isfinite(float(v)))}
         if bad:
             raise ValueError(f"BIIGMA loss weights must be finite and >= 0, got {bad}")
-        super().__init__(backbone, num_classes, pretrained, drop_rate=head_dropout, num_levels=3, in_chans=in_chans)
+        super().__init__(backbone, num_classes, pretrained, drop_rate=head_dropout, num_levels=3, in_chans=in_chans,
+                         task=task)
         channels = self.backbone.channels
         self.num_heads = int(num_heads) if use_mica else 1
         self.mica = MICA(channels[-1], self.num_heads, se_reduction) if use_mica else None
@@ -188,9 +189,9 @@ class BiigmaNet(ClassifierOnBackbone):
     def _ce(self, logits: Tensor, targets: Tensor, ctx: LossContext) -> Tensor:
         if self.ce_mode == "criterion":
             return ctx.criterion(logits, targets)
-        if ctx.task != "multiclass":
+        if self.task != "multiclass":
             raise ValueError(f"BIIGMA ce_mode={self.ce_mode!r} needs multi-class targets; this data set is "
-                             f"{ctx.task}: set model option ce_mode='criterion'")
+                             f"{self.task}: set model option ce_mode='criterion'")
         if self.ce_mode == "class_weights":
             if ctx.class_weights is None:
                 raise ValueError("BIIGMA ce_mode='class_weights' needs the data set's class weights in the "
@@ -227,7 +228,7 @@ class BiigmaNet(ClassifierOnBackbone):
             hybrid = vector_sample(r, m.to(r.dtype), self.generator)
             logits_h = self._logits(self._heads(hybrid))
             ce_h = self._ce(logits_h, targets, ctx)
-            kl = kl_consistency(logits, logits_h, self.temperature, multilabel=ctx.task == "multilabel")
+            kl = kl_consistency(logits, logits_h, self.temperature, multilabel=self.task == "multilabel")
 
         w = self.weights
         total = w["w_ce"] * ce.float() + w["w_map"] * lmap + w["w_ce_hybrid"] * ce_h.float() + w["w_kl"] * kl

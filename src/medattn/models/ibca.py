@@ -38,7 +38,7 @@ from ..data.dataset import labeled_mask
 from ..losses.contrastive import class_feature_nce
 from ._registry import register_model
 from .backbone import Backbone
-from .base import LossContext, MedAttnModel, Normalize, TrainOutput
+from .base import LossContext, MedAttnModel, Normalize, TrainOutput, split_parameters
 
 FUSIONS = ("mean", "mha", "gm")
 INTERVENTION_TARGETS = ("prediction", "label")
@@ -66,12 +66,11 @@ class ClassQueryNet(MedAttnModel):
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
                  embed_dim: int = 256, num_heads: int = 4, drop_rate: float = 0.1, output_stride: int | None = None,
-                 in_chans: int = 3):
-        super().__init__()
+                 in_chans: int = 3, task: str = "multilabel"):
+        super().__init__(num_classes, task)
         timm_kwargs = {} if output_stride is None else {"output_stride": int(output_stride)}
         self.backbone = Backbone(backbone, pretrained=pretrained, num_levels=1, in_chans=in_chans, **timm_kwargs)
         self.normalize = Normalize(self.backbone.mean, self.backbone.std)
-        self.num_classes = num_classes
         self.proj = nn.Conv2d(self.backbone.channels[-1], embed_dim, kernel_size=1)
         self.mha = ClassQueryAttention(embed_dim, num_classes, embed_dim, num_heads)
         self.dropout = nn.Dropout(drop_rate)
@@ -99,6 +98,9 @@ class ClassQueryNet(MedAttnModel):
     def cam_layer(self) -> nn.Module:
         return self.backbone.stage(-1)
 
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return split_parameters(self, self.backbone)
+
 
 @register_model("ibca")
 class IBCANet(ClassQueryNet):
@@ -113,7 +115,7 @@ class IBCANet(ClassQueryNet):
                  branch_weight: float = 0.5, kl_weight: float = 1e-3, nce_weight: float = 0.2,
                  nce_temperature: float = 0.1, nce_positives_only: bool = True, nce_detach_target: bool = True,
                  intervention_weight: float = 0.5, intervention_scale: float = 1.0,
-                 intervention_target: str = "prediction", ramp_fraction: float = 0.3):
+                 intervention_target: str = "prediction", ramp_fraction: float = 0.3, task: str = "multilabel"):
         if use_contrastive and not use_gm:
             raise ValueError("use_contrastive aligns the multi-head attention with the Gaussian-mixture attention; "
                              "it needs use_gm=True (set use_contrastive=False to drop both)")
@@ -123,7 +125,8 @@ class IBCANet(ClassQueryNet):
             raise ValueError(f"fusion must be one of {FUSIONS} ('mha' when use_gm=False), got {fusion!r}")
         if intervention_target not in INTERVENTION_TARGETS:
             raise ValueError(f"intervention_target must be one of {INTERVENTION_TARGETS}, got {intervention_target!r}")
-        super().__init__(backbone, num_classes, pretrained, embed_dim, num_heads, drop_rate, output_stride, in_chans)
+        super().__init__(backbone, num_classes, pretrained, embed_dim, num_heads, drop_rate, output_stride, in_chans,
+                         task)
         self.use_gm, self.use_vib = use_gm, use_vib
         self.use_contrastive, self.use_intervention = use_contrastive, use_intervention
         self.fusion = fusion
@@ -226,6 +229,7 @@ class IBCANet(ClassQueryNet):
 @register_model("class_query")
 def class_query(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
                 embed_dim: int = 256, num_heads: int = 4, drop_rate: float = 0.1, output_stride: int | None = None,
-                in_chans: int = 3) -> ClassQueryNet:
+                in_chans: int = 3, task: str = "multilabel") -> ClassQueryNet:
     """Class-query multi-head attention classifier (the IBCA-style model without its IBCA terms)."""
-    return ClassQueryNet(backbone, num_classes, pretrained, embed_dim, num_heads, drop_rate, output_stride, in_chans)
+    return ClassQueryNet(backbone, num_classes, pretrained, embed_dim, num_heads, drop_rate, output_stride, in_chans,
+                         task)

@@ -20,8 +20,8 @@ class AttentionBlockNet(ClassifierOnBackbone):
     """Backbone -> ``block`` on the last level -> GAP -> dropout -> linear."""
 
     def __init__(self, block: nn.Module, backbone: str, num_classes: int, pretrained: bool | str, drop_rate: float,
-                 in_chans: int = 3):
-        super().__init__(backbone, num_classes, pretrained, drop_rate, num_levels=1, in_chans=in_chans)
+                 in_chans: int = 3, task: str = "multiclass"):
+        super().__init__(backbone, num_classes, pretrained, drop_rate, num_levels=1, in_chans=in_chans, task=task)
         self.block = block(self.backbone.channels[-1])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -54,19 +54,20 @@ class CBAMNet(AttentionBlockNet):
 
 @register_model("se")
 def se(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
-       drop_rate: float = 0.2, reduction: int = 16, in_chans: int = 3) -> SENet:
+       drop_rate: float = 0.2, reduction: int = 16, in_chans: int = 3, task: str = "multiclass") -> SENet:
     """Baseline + squeeze-and-excitation (reduction 16, timm ``SEModule``) on the last feature map."""
     def block(c: int) -> nn.Module:
         return SEModule(c, rd_ratio=1.0 / reduction, rd_divisor=1)
 
-    return SENet(block, backbone, num_classes, pretrained, drop_rate, in_chans)
+    return SENet(block, backbone, num_classes, pretrained, drop_rate, in_chans, task)
 
 
 @register_model("cbam")
 def cbam(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
-         drop_rate: float = 0.2, reduction: int = 16, spatial_kernel_size: int = 7, in_chans: int = 3) -> CBAMNet:
+         drop_rate: float = 0.2, reduction: int = 16, spatial_kernel_size: int = 7, in_chans: int = 3,
+         task: str = "multiclass") -> CBAMNet:
     """Baseline + CBAM (channel then spatial attention, timm ``CbamModule``) on the last feature map."""
     def block(c: int) -> nn.Module:
         return CBAM(c, reduction=reduction, spatial_kernel_size=spatial_kernel_size)
 
-    return CBAMNet(block, backbone, num_classes, pretrained, drop_rate, in_chans)
+    return CBAMNet(block, backbone, num_classes, pretrained, drop_rate, in_chans, task)

@@ -34,13 +34,12 @@ class SIBNet(MedAttnModel):
     def __init__(self, base: MedAttnModel, cd_weight: float = 1.0, sc_weight: float = 1.0, normalize: bool = True,
                  relu: bool = False, upsample: str = "nearest", sc_kernel: int = 9, sc_size: int | None = None,
                  sc_reduction: str = "sum", skip_last_component: bool = False):
-        super().__init__()
+        super().__init__(base.num_classes, base.task)
         if upsample not in ("nearest", "bilinear"):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
         if sc_reduction not in SC_REDUCTIONS:
             raise ValueError(f"sc_reduction must be one of {', '.join(SC_REDUCTIONS)}, got {sc_reduction!r}")
         self.base = base
-        self.num_classes = base.num_classes
         self.cd_weight, self.sc_weight, self.normalize = float(cd_weight), float(sc_weight), normalize
         self.relu, self.upsample, self.sc_kernel, self.sc_size = relu, upsample, sc_kernel, sc_size
         self.sc_reduction, self.skip_last_component = sc_reduction, skip_last_component
@@ -54,13 +53,9 @@ class SIBNet(MedAttnModel):
     def cam_layer(self) -> nn.Module:
         return self.base.cam_layer
 
-    @property
-    def backbone(self) -> nn.Module:
-        """The base's backbone (so per-group learning rates treat it as the backbone)."""
-        try:
-            return self.base.backbone
-        except AttributeError:
-            raise AttributeError(f"{type(self.base).__name__} has no backbone") from None
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The base model's groups (SIBnet adds no parameters)."""
+        return self.base.param_groups()
 
     @contextmanager
     def _capture(self) -> Iterator[list[Tensor]]:
@@ -143,13 +138,13 @@ def sibnet(base: str = "baseline", backbone: str | None = None, num_classes: int
            pretrained: bool | str | None = None, base_options: dict | None = None, cd_weight: float = 1.0,
            sc_weight: float = 1.0, normalize: bool = True, relu: bool = False, upsample: str = "nearest",
            sc_kernel: int = 9, sc_size: int | None = None, sc_reduction: str = "sum",
-           skip_last_component: bool = False) -> SIBNet:
+           skip_last_component: bool = False, task: str = "multiclass") -> SIBNet:
     """SIBnet losses on the registered model ``base`` (built with backbone, num_classes, pretrained
     and ``base_options``). Defaults follow the official code, except that the last connected
     component is counted (``skip_last_component=True`` restores the official off-by-one)."""
     if base == "sibnet":
         raise ValueError("sibnet cannot wrap itself; choose another base model")
-    model = create_model(base, backbone=backbone, num_classes=num_classes, pretrained=pretrained,
+    model = create_model(base, backbone=backbone, num_classes=num_classes, pretrained=pretrained, task=task,
                          **(base_options or {}))
     return SIBNet(model, cd_weight, sc_weight, normalize, relu, upsample, sc_kernel, sc_size, sc_reduction,
                   skip_last_component)

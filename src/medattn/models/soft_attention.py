@@ -30,10 +30,10 @@ class SoftAttentionNet(ClassifierOnBackbone):
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
                  num_maps: int = 16, aggregate: bool = True, learnable_scale: bool = False, keras_exact: bool = False,
                  drop_rate: float = 0.5, head_pool: str = "global", input_size: int | None = None,
-                 class_weight: list[float] | None = None, in_chans: int = 3):
+                 class_weight: list[float] | None = None, in_chans: int = 3, task: str = "multiclass"):
         if head_pool not in HEAD_POOLS:
             raise ValueError(f"head_pool must be one of {', '.join(HEAD_POOLS)}, got {head_pool!r}")
-        super().__init__(backbone, num_classes, pretrained, drop_rate, num_levels=1, in_chans=in_chans)
+        super().__init__(backbone, num_classes, pretrained, drop_rate, num_levels=1, in_chans=in_chans, task=task)
         c = self.backbone.channels[-1]
         self.attention = SoftAttention(c, num_maps, aggregate, learnable_scale, keras_exact)
         self.head_pool = head_pool
@@ -117,8 +117,8 @@ def soft_attention(backbone: str = "tf_efficientnet_lite0", num_classes: int = 2
                    num_maps: int = 16, aggregate: bool = True, learnable_scale: bool = False,
                    keras_exact: bool = False, drop_rate: float = 0.5, head_pool: str = "global",
                    input_size: int | None = None, class_weight: list[float] | None = None,
-                   in_chans: int = 3) -> SoftAttentionNet:
+                   in_chans: int = 3, task: str = "multiclass") -> SoftAttentionNet:
     """Soft-Attention (K maps, 3x3 conv + ReLU + spatial softmax) on the last feature map, with the
     paper's max-pool concat head. ``keras_exact`` reproduces the official layer's axis quirk."""
     return SoftAttentionNet(backbone, num_classes, pretrained, num_maps, aggregate, learnable_scale, keras_exact,
-                            drop_rate, head_pool, input_size, class_weight, in_chans)
+                            drop_rate, head_pool, input_size, class_weight, in_chans, task)
