@@ -49,8 +49,8 @@ TASK_COLUMNS = [("F1", "f1"), ("Acc", "accuracy"), ("Rec", "recall"), ("Prec", "
 
 
 def method_cell(method: str) -> dict:
-    model = load_config(METHODS[method])["model"]
-    return {"model": model["name"], "options": dict(model.get("options") or {})}
+    model = load_config(METHODS[method]).model
+    return {"model": model.name, "options": dict(model.options)}
 
 
 def training_seconds(run_dir: Path) -> tuple[float, float]:

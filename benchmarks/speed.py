@@ -103,7 +103,7 @@ def measure_data_share(root: str, steps: int) -> dict:
         trainer = Trainer(cfg, Path(tmp) / "run", progress=False, log=lambda msg: None)
         trainer.fit()
         epoch = json.loads((Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    return {"steps": steps, "batch": cfg["train"]["batch_size"], "size": cfg["data"]["image_size"],
+    return {"steps": steps, "batch": cfg.train.batch_size, "size": cfg.data.image_size,
             "epoch_s": epoch["seconds"], "data_wait_s": epoch["data_wait_seconds"],
             "data_wait_share": epoch["data_wait_seconds"] / epoch["seconds"]}
 

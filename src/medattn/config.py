@@ -1,75 +1,252 @@
-"""Run configuration: YAML presets (``configs/``) plus ``--set key=value`` overrides.
+"""Run configuration: typed sections with their defaults, YAML presets (``configs/``) and ``--set``.
 
-A config is a plain nested dict with the sections of ``DEFAULTS``. Unknown keys are errors (a typo
-must not silently train the wrong thing), except inside the free-form ``options`` sections that are
-passed to a reader, model or loss as keyword arguments.
+The dataclasses below are the one place where a setting and its default live. A config is built as
+dataclass defaults -> the YAML file (after its ``base:`` chain) -> each ``--set key=value``, and then
+checked: an unknown key, a value of the wrong type (``train.epochs: "abc"``) or out of range
+(``train.lr: -1``, ``train.batch_size: 0``) is one `ConfigError` naming the key, the value and what was
+expected, before any data is read. YAML 1.1 reads ``lr: 3e-4`` as a string; a float field takes it as
+the number it spells. The free-form ``options`` sections are passed to the reader, model or loss as
+keyword arguments (they check their own options).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Union
 
 import yaml
 
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "data": {
-        "format": "synthetic",
-        "root": None,
-        "image_size": 128,
-        "options": {},
-        "train_split": "train",
-        "val_split": "val",
-        "test_splits": ["test"],
-        "unlabeled": None,          # folder or CSV of unlabeled images (SIBnet)
-        "unlabeled_format": None,   # reader for `unlabeled` (default: folder for a dir, csv for a file)
-    },
-    "model": {"name": "baseline", "backbone": "tf_efficientnet_lite0", "pretrained": True, "options": {}},
-    "loss": {"name": "auto", "options": {}},
-    "train": {
-        "epochs": 10,
-        "batch_size": 32,
-        "eval_batch_size": 64,
-        "optimizer": "adamw",
-        "lr": 1.0e-3,
-        "backbone_lr_scale": 1.0,
-        "weight_decay": 1.0e-4,
-        "warmup_epochs": 1.0,
-        "min_lr_ratio": 0.01,
-        "sampler": "random",        # random | balanced
-        "precision": "auto",        # auto | bf16 | fp16 | fp32
-        "channels_last": True,
-        "select_metric": "auto",    # auto: balanced_accuracy (multi-class) / map (multi-label)
-        "early_stopping_patience": None,
-        "grad_clip": None,
-        "max_steps_per_epoch": None,
-        "num_threads": None,
-        "device": "auto",
-        "deterministic": False,
-        "unlabeled_ratio": 0.5,     # unlabeled images per labeled image in a batch
-    },
-    "augment": {
-        "hflip": True,
-        "vflip": True,
-        "rot90": True,
-        "scale": [0.75, 1.0],       # random resized crop area range; null disables
-        "rotate": 0.0,              # degrees of free rotation
-        "brightness": 0.1,
-        "contrast": 0.1,
-        "saturation": 0.1,
-        "hue": 0.0,
-    },
-}
+from .data.batches import SAMPLERS
+from .errors import ConfigError
+
+__all__ = ["AugmentConfig", "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig", "TrainConfig",
+           "apply_update", "list_presets", "load_config", "merge", "parse_override", "read_config_chain",
+           "resolve_config_path", "save_config"]
+
+
+def _setting(default: Any, check: Callable[[Any], str | None] | None = None, **kw) -> Any:
+    """A dataclass field with a range/choice ``check(value) -> problem or None``."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"check": check}, **kw)
+    return field(default=default, metadata={"check": check}, **kw)
+
+
+def at_least(low: float, strict: bool = False) -> Callable[[Any], str | None]:
+    def check(v):
+        if v is None:
+            return None
+        return None if (v > low if strict else v >= low) else f"must be {'>' if strict else '>='} {low:g}"
+    return check
+
+
+def between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v is None or low <= v <= high else f"must be in [{low:g}, {high:g}]"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass
+class DataConfig:
+    format: str = "synthetic"
+    root: str | None = None
+    image_size: int = _setting(128, at_least(8))
+    options: dict = _setting({})
+    train_split: str = "train"
+    val_split: str = "val"
+    test_splits: list[str] = _setting(["test"])
+    unlabeled: str | None = None          # folder or CSV of unlabeled images (SIBnet)
+    unlabeled_format: str | None = None   # reader for `unlabeled` (default: folder for a dir, csv for a file)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "baseline"
+    backbone: str | None = "tf_efficientnet_lite0"
+    pretrained: bool | str = True         # true: ImageNet weights; false; or a weights file
+    options: dict = _setting({})
+
+
+@dataclass
+class LossConfig:
+    name: str = "auto"                    # auto: ce (multi-class) / bce (multi-label)
+    options: dict = _setting({})
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _setting(10, at_least(1))
+    batch_size: int = _setting(32, at_least(1))
+    eval_batch_size: int = _setting(64, at_least(1))
+    optimizer: str = "adamw"              # adamw | adam | sgd (medattn.engine.optim)
+    lr: float = _setting(1.0e-3, at_least(0, strict=True))
+    backbone_lr_scale: float = _setting(1.0, at_least(0))
+    weight_decay: float = _setting(1.0e-4, at_least(0))
+    warmup_epochs: float = _setting(1.0, at_least(0))
+    min_lr_ratio: float = _setting(0.01, between(0, 1))
+    sampler: str = _setting("random", one_of(*SAMPLERS))
+    precision: str = _setting("auto", one_of(*PRECISIONS))
+    channels_last: bool = True
+    select_metric: str = "auto"           # auto: balanced_accuracy (multi-class) / map (multi-label)
+    early_stopping_patience: int | None = _setting(None, at_least(1))
+    grad_clip: float | None = _setting(None, at_least(0, strict=True))
+    max_steps_per_epoch: int | None = _setting(None, at_least(1))
+    num_threads: int | None = _setting(None, at_least(1))
+    device: str = "auto"
+    deterministic: bool = False
+    unlabeled_ratio: float = _setting(0.5, at_least(0))  # unlabeled images per labeled image in a batch
+
+
+@dataclass
+class AugmentConfig:
+    hflip: bool = True
+    vflip: bool = True
+    rot90: bool = True
+    scale: tuple[float, float] | None = (0.75, 1.0)  # random resized crop area range; null disables
+    rotate: float = _setting(0.0, at_least(0))        # degrees of free rotation
+    brightness: float = _setting(0.1, at_least(0))
+    contrast: float = _setting(0.1, at_least(0))
+    saturation: float = _setting(0.1, at_least(0))
+    hue: float = _setting(0.0, between(0, 0.5))
+
+
+@dataclass
+class Config:
+    """A whole run configuration; ``to_dict`` / ``from_dict`` convert to and from the YAML mapping."""
+
+    seed: int = _setting(0, at_least(0))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["augment"]["scale"] = None if self.augment.scale is None else list(self.augment.scale)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        """Merge ``data`` onto the defaults and check every value (unknown keys included)."""
+        merged = merge(DEFAULTS, data or {})
+        return _build(cls, merged, "")
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+
+DEFAULTS: dict[str, Any] = Config().to_dict()
+"""The defaults as the nested mapping a YAML file overrides (derived from the dataclasses)."""
 
 _FREE_FORM = {"options"}
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid."""
+# ----------------------------------------------------------------------------------------- type checks
+def _type_name(tp) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list of " + _type_name(typing.get_args(tp)[0]).removeprefix("a ").removeprefix("an ") + "s"
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(tp))} numbers"
+    return str(tp)
 
 
+_NO = object()
+
+
+def _coerce(value, tp):
+    """``value`` as type ``tp`` (YAML-friendly: "3e-4" for a float, 2 for 2.0), or ``_NO``."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            return None if type(None) in args else _NO
+        for a in args:  # bool before str: `pretrained: true` stays a bool
+            if a is not type(None) and (out := _coerce(value, a)) is not _NO:
+                return out
+        return _NO
+    if tp is bool:
+        return value if isinstance(value, bool) else _NO
+    if tp is int:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, int):
+            return value
+        return int(value) if isinstance(value, float) and value.is_integer() else _NO
+    if tp is float:
+        if isinstance(value, bool):
+            return _NO
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value)
+            except ValueError:
+                return _NO
+        else:
+            return _NO
+        return out if math.isfinite(out) else _NO
+    if tp is str:
+        return value if isinstance(value, str) else _NO
+    if tp is dict:
+        return {} if value is None else (copy.deepcopy(value) if isinstance(value, dict) else _NO)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            return _NO
+        out = [_coerce(v, item) for v in items]
+        return _NO if any(v is _NO for v in out) else out
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            return _NO
+        out = tuple(_coerce(v, a) for v, a in zip(value, args))
+        return _NO if any(v is _NO for v in out) else out
+    raise TypeError(f"no rule for type {tp}")
+
+
+def _build(cls, data: dict, path: str):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        where = f"{path}.{f.name}" if path else f.name
+        tp, value = hints[f.name], data[f.name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: expected a mapping of settings, got {value!r}")
+            kwargs[f.name] = _build(tp, value, where)
+            continue
+        out = _coerce(value, tp)
+        if out is _NO:
+            raise ConfigError(f"{where}: {value!r} is not {_type_name(tp)}")
+        check = f.metadata.get("check")
+        problem = check(out) if check else None
+        if problem:
+            raise ConfigError(f"{where}: {value!r} {problem}")
+        kwargs[f.name] = out
+    if cls is AugmentConfig and kwargs["scale"] is not None and not 0 < kwargs["scale"][0] <= kwargs["scale"][1] <= 1:
+        raise ConfigError(f"augment.scale: {list(kwargs['scale'])} must be [low, high] with 0 < low <= high <= 1")
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------- files
 def preset_dir() -> Path:
     return Path(str(resources.files("medattn") / "configs"))
 
@@ -106,17 +283,15 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
 
 
 def parse_override(item: str) -> dict:
-    """``"train.lr=3e-4"`` -> ``{"train": {"lr": 0.0003}}`` (the value is parsed as YAML)."""
+    """``"train.lr=3e-4"`` -> ``{"train": {"lr": "3e-4"}}``: the value is parsed as YAML, and typed
+    (a float field takes "3e-4") when the config is checked."""
     if "=" not in item:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
-    # YAML 1.1 reads "3e-4" as a string; accept plain float spellings.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            pass
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
     node: dict = {}
     cur = node
     parts = key.strip().split(".")
@@ -162,16 +337,18 @@ def read_config_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> list[di
     return [*read_config_chain(sibling if sibling.is_file() else base, (*_seen, p.resolve())), data]
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """DEFAULTS, then the YAML file (if any, after its ``base`` chain), then each ``--set`` override,
-    validated; a file or override that changes the reader or model drops the options of the old one."""
-    cfg = copy.deepcopy(DEFAULTS)
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: Config | dict | None = None) -> Config:
+    """The defaults (or ``base``), then the YAML file (if any, after its ``base`` chain), then each
+    ``--set`` override, checked; a file or override that changes the reader or model drops the
+    options of the old one."""
+    cfg = copy.deepcopy(DEFAULTS) if base is None else merge(DEFAULTS, base.to_dict() if isinstance(base, Config) else base)
     for data in read_config_chain(path) if path is not None else []:
         cfg = apply_update(cfg, data)
     for item in overrides or []:
         cfg = apply_update(cfg, parse_override(item))
-    return cfg
+    return Config.from_dict(cfg)
 
 
-def save_config(cfg: dict, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -32,5 +32,9 @@ class RunError(MedattnError, FileNotFoundError):
     """A run directory that is missing, incomplete, or cannot do what was asked (e.g. --resume)."""
 
 
+class RunExistsError(MedattnError, FileExistsError):
+    """A run directory that already holds a run where a new one was asked for."""
+
+
 class CheckpointError(MedattnError, ValueError):
     """A checkpoint file that is damaged, truncated or does not fit the model."""

@@ -38,7 +38,7 @@ def test_cells_merge_their_options_over_the_base_model_options():
     base = load_config("synthetic_biigma", ["model.options.adapter=avgpool"])
     grid = load_grid("biigma")
     heads = cell_config(base, grid["heads_2"], seed=5)
-    assert heads["seed"] == 5 and heads["model"]["options"]["num_heads"] == 2
-    assert heads["model"]["options"]["adapter"] == "avgpool"  # kept from the base config
+    assert heads.seed == 5 and heads.model.options["num_heads"] == 2
+    assert heads.model.options["adapter"] == "avgpool"  # kept from the base config
     baseline = cell_config(base, grid["baseline"], seed=0)
-    assert baseline["model"]["name"] == "baseline" and "adapter" not in baseline["model"]["options"]
+    assert baseline.model.name == "baseline" and "adapter" not in baseline.model.options

@@ -28,7 +28,8 @@ def tiny_config(**train):
         "model.backbone=resnet10t", "model.pretrained=false", "train.precision=fp32", "train.batch_size=16",
         "train.epochs=2", "train.lr=3e-3", "train.warmup_epochs=0.5", "data.image_size=32", "seed=3",
     ])
-    cfg["train"].update(train)
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
     return cfg
 
 
@@ -88,14 +89,14 @@ def test_learns_and_balanced_sampler(tmp_path, data):
     log = _log(tmp_path / "s")
     assert log[-1]["train"]["total"] < log[0]["train"]["total"]
     assert log[-1]["data_wait_seconds"] >= 0
-    order = trainer._epoch_order(torch.Generator().manual_seed(0))
+    order = trainer.batches.order(torch.Generator().manual_seed(0))
     assert len(order) == len(data.train)
 
 
 def test_lr_schedule_warmup_and_cosine(data, tmp_path):
     trainer = Trainer(tiny_config(epochs=4, warmup_epochs=1, min_lr_ratio=0.1), tmp_path / "lr", progress=False, data=data)
     spe = trainer.steps_per_epoch
-    f = [trainer.lr_factor(s) for s in range(4 * spe)]
+    f = [trainer.schedule.factor(s) for s in range(4 * spe)]
     assert f[0] == pytest.approx(1 / spe) and f[spe - 1] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[spe:], f[spe + 1:]))
     assert f[-1] == pytest.approx(0.1, abs=0.05)

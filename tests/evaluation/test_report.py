@@ -227,15 +227,17 @@ def test_training_curves_leave_out_a_total_equal_to_the_only_term():
 
 def test_report_of_a_saved_run_has_overlays_of_right_and_wrong_predictions(tmp_path):
     import medattn
+    from medattn.config import Config
     from medattn.engine.data import read_split
     from medattn.engine.inference import predict_proba
     from medattn.engine.run import save_run
 
     torch.manual_seed(0)
     model = medattn.create_model("baseline", backbone="resnet10t", pretrained=False, num_classes=4)
-    cfg = {"seed": 0, "data": {"format": "synthetic", "root": None, "image_size": 32, "options": {"n_test": 16}},
-           "model": {"name": "baseline", "backbone": "resnet10t", "pretrained": False, "options": {}},
-           "train": {"epochs": 1}}
+    cfg = Config.from_dict({"seed": 0, "data": {"format": "synthetic", "root": None, "image_size": 32,
+                                                "options": {"n_test": 16}},
+                            "model": {"name": "baseline", "backbone": "resnet10t", "pretrained": False, "options": {}},
+                            "train": {"epochs": 1}})
     data = read_split(cfg, "test")
     run = save_run(tmp_path / "run", model, cfg, data.class_names, "multiclass").parent
     probs = predict_proba(model, data, 16, task="multiclass")

@@ -275,8 +275,7 @@ def test_terms_are_the_losses_of_the_model_grad_cams(options, size, mode):
     model = create_model("sibnet", backbone=TINY, num_classes=3, **options).eval()
     x, y = synthetic(3, 64)
     out = model.forward_train(x, y, ctx_for(y))
-    with torch.no_grad():
-        cams = torch.cat([v for k, v in sorted(model.attention_maps(x).items())], dim=1)
+    cams = model.grad_cams(x)
     torch.testing.assert_close(out.losses["cd"], class_distinctiveness_loss(cams))
     torch.testing.assert_close(out.losses["sc"], spatial_coherence_loss(upsample_maps(cams, (size, size), mode)))
 

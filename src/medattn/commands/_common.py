@@ -68,21 +68,22 @@ def add_run_data_arguments(p, split_verb: str = "score", data_note: str = "", se
 def load_run_and_split(args, device=None):
     """The run of ``args.run_dir`` (``args.checkpoint``) and its ``args.split`` data, with the
     ``--set`` overrides and ``--data-format``/``--data-root`` applied: (run, config, dataset)."""
-    from ..config import apply_update, parse_override
+    from ..config import Config, apply_update, parse_override
     from ..engine.run import load_run
 
     run = load_run(args.run_dir, checkpoint=args.checkpoint, **({"device": device} if device is not None else {}))
-    cfg = run.config
+    cfg = run.config.to_dict()
     if args.data_format:
         cfg = apply_update(cfg, {"data": {"format": args.data_format}})  # another reader: the run's options go
     if args.data_root:
         cfg = apply_update(cfg, {"data": {"root": args.data_root}})
     for item in args.overrides:
         cfg = apply_update(cfg, parse_override(item))  # as `train --set`: a new reader drops the old options
+    cfg = Config.from_dict(cfg)
     return run, cfg, read_run_split(run, cfg, args.split)
 
 
-def read_run_split(run, cfg: dict, split: str):
+def read_run_split(run, cfg, split: str):
     """``split`` of the data ``cfg`` names, refused (SystemExit) when its classes are not the run's."""
     from ..engine.data import read_split
 

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     base = load_config(args.config, args.overrides)
     out = Path(args.out or f"runs/ablate_{args.grid}")
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_grid(base, grid, args.seeds, out, splits=args.splits or base["data"]["test_splits"], cells=args.cells, progress=not args.quiet)
+    rows = run_grid(base, grid, args.seeds, out, splits=args.splits or base.data.test_splits, cells=args.cells, progress=not args.quiet)
     task = "multilabel" if "map" in rows[0] else "multiclass"
     labels = {name: cell.get("label", name) for name, cell in grid.items()}
     csv_path, md_path = write_summary(rows, out, task, labels)

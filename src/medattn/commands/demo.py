@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = (QUICK if args.quick else []) + (["model.name=" + args.model] if args.model else []) + args.overrides
     cfg = load_config("demo", overrides)
     run_dir = new_run_dir(args.out)
-    print(f"medattn demo: synthetic dermoscopy ({cfg['data']['options']['n_train']} train images, "
-          f"{cfg['data']['image_size']} px, spurious={cfg['data']['options']['spurious']}) -> {run_dir}")
+    print(f"medattn demo: synthetic dermoscopy ({cfg.data.options['n_train']} train images, "
+          f"{cfg.data.image_size} px, spurious={cfg.data.options['spurious']}) -> {run_dir}")
     trainer = Trainer(cfg, run_dir, progress=not args.quiet)
     summary = trainer.fit()
     results = trainer.evaluate_splits(n_boot=200)

@@ -22,36 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.data import read_split
-    from ..engine.evaluate import write_predictions_csv
-    from ..metrics.summary import compute_metrics, with_confidence_intervals
-    from ..engine.inference import predict_proba
+    from ..engine.evaluate import evaluate_split, write_split_results
     from ..engine.precision import Precision
     from ..evaluation.ensemble import predictions_name
-    from ._common import dump_json, load_run_and_split, results_table
+    from ._common import load_run_and_split, results_table
 
     run, cfg, dataset = load_run_and_split(args)
     device = next(run.model.parameters()).device
-    precision = Precision.resolve(args.precision or run.config["train"].get("precision", "auto"), device)
-    probs = predict_proba(run.model, dataset, task=run.task, progress=f"evaluate {args.split}", tta=args.tta,
-                          precision=precision)
-    metrics = compute_metrics(dataset.targets, probs, run.class_names, run.task)
-    if run.task == "multilabel" and args.threshold_split != "none":
-        from ..metrics.multilabel import tune_thresholds
-
-        val = read_split(cfg, args.threshold_split)
-        val_probs = predict_proba(run.model, val, task=run.task, tta=args.tta, precision=precision)
-        lab = val.labeled
-        thresholds = tune_thresholds(val.targets[lab], val_probs[lab])
-        metrics["tuned"] = compute_metrics(dataset.targets, probs, run.class_names, run.task, thresholds=thresholds)
-        metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
-        metrics["tuned"]["threshold_split"] = args.threshold_split
-    if args.bootstrap:
-        metrics = with_confidence_intervals(metrics, dataset.targets, probs, run.class_names, run.task, n_boot=args.bootstrap)
-    metrics["tta"] = args.tta
+    precision = Precision.resolve(args.precision or run.config.train.precision, device)
+    tune = run.task == "multilabel" and args.threshold_split != "none"
+    metrics, probs = evaluate_split(run.model, dataset, run.class_names, run.task, precision=precision, tta=args.tta,
+                                    n_boot=args.bootstrap, progress=f"evaluate {args.split}",
+                                    threshold_data=read_split(cfg, args.threshold_split) if tune else None,
+                                    threshold_split=args.threshold_split)
     name = predictions_name(args.split, args.tta)  # with --tta, never replaces the plain results
     out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{name}.json"
-    dump_json(metrics, out)
-    write_predictions_csv(out.with_name(f"predictions_{name}.csv"), dataset, probs, run.class_names)
+    write_split_results(out, out.with_name(f"predictions_{name}.csv"), dataset, probs, run.class_names, metrics)
     print(results_table({args.split: metrics}, run.task))
     print(f"wrote {out}")
     return 0

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"medattn robustness: error: {err}") from None
     device = resolve_device(args.device)
     run, cfg, dataset = load_run_and_split(args, device)
-    shifted_split = args.shifted_split or ("test_shifted" if cfg["data"]["format"] in ("synthetic", "synthetic_multilabel") else "none")
+    shifted_split = args.shifted_split or ("test_shifted" if cfg.data.format in ("synthetic", "synthetic_multilabel") else "none")
     shifted = read_run_split(run, cfg, shifted_split) if shifted_split != "none" else None
     if args.limit:
         dataset = dataset.subset(np.arange(min(args.limit, len(dataset))))
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_robustness(run.model, dataset, sigmas=sigmas, artifacts=artifacts, shifted=shifted,
                                  shifted_split=shifted_split, seed=args.seed, batch_size=args.batch_size,
                                  precision=Precision.resolve(args.precision, device), progress=True)
-    result.update(run_dir=str(args.run_dir), split=args.split, data_format=cfg["data"]["format"])
+    result.update(run_dir=str(args.run_dir), split=args.split, data_format=cfg.data.format)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"robustness_{args.split}.json"
     paths = write_robustness(result, out)
     print(robustness_table(result))

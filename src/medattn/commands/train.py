@@ -1,17 +1,19 @@
-"""Train a model from a YAML config (a file or a preset name) into a run directory."""
+"""Train a model from a YAML config (a file or a preset name) into a run directory.
+
+`--resume --out RUN` continues an interrupted run from its last checkpoint with the run's own
+config (no --config needed); --set may change only what keeps it the same run (more epochs, the
+data's location, threads, device, evaluation batch size) and says so; anything else is refused.
+"""
 from __future__ import annotations
 
 import argparse
-
-from ..config import load_config
-from ..engine.trainer import Trainer
-from ._common import new_run_dir, results_table
+from pathlib import Path
 
 NAME = "train"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="YAML file or preset name (see `medattn models --presets`)")
+    p.add_argument("--config", help="YAML file or preset name (see `medattn models --presets`); not needed with --resume")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--out", help="run directory (default runs/<config name>)")
@@ -23,21 +25,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def training_config(args: argparse.Namespace):
+    """(config, run directory) of this call; with --resume the run's own config and its safe changes."""
+    from ..config import load_config
+    from ..engine.run import read_run_config, resume_config
+    from ..errors import ConfigError
+    from ._common import new_run_dir
+
+    overrides = args.overrides + ([f"data.unlabeled={args.unlabeled}"] if args.unlabeled else [])
+    if not args.resume:
+        if not args.config:
+            raise ConfigError("train needs --config FILE_OR_PRESET (or --resume --out RUN_DIR to continue a run)")
+        cfg = load_config(args.config, overrides)
+        return cfg, Path(args.out) if args.out else new_run_dir(Path("runs") / Path(str(args.config)).stem)
+    if not args.out:
+        raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
+    asked = None
+    if args.config or overrides:
+        base = load_config(args.config) if args.config else read_run_config(args.out)
+        asked = load_config(None, overrides, base=base)
+    cfg, notes = resume_config(args.out, asked)
+    for note in notes:
+        print(f"medattn train: --resume changes {note}")
+    return cfg, Path(args.out)
+
+
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from ..engine.trainer import Trainer
+    from ._common import results_table
 
-    cfg = load_config(args.config, args.overrides + ([f"data.unlabeled={args.unlabeled}"] if args.unlabeled else []))
-    if args.resume:
-        if not args.out:
-            raise SystemExit("--resume needs --out RUN_DIR")
-        from ..engine.run import read_run_config
-
-        cfg = read_run_config(args.out)
-        run_dir = Path(args.out)
-    else:
-        run_dir = Path(args.out) if args.out else new_run_dir(Path("runs") / Path(str(args.config)).stem)
+    cfg, run_dir = training_config(args)
     trainer = Trainer(cfg, run_dir, resume=args.resume, progress=not args.quiet)
-    print(f"training {cfg['model']['name']} ({cfg['model']['backbone']}) on {cfg['data']['format']} "
+    print(f"training {cfg.model.name} ({cfg.model.backbone}) on {cfg.data.format} "
           f"[{len(trainer.data.train)} train / {len(trainer.data.val)} val, {trainer.precision.name}, "
           f"{trainer.device}] -> {run_dir}"
           + (f"; {len(trainer.data.unlabeled)} unlabeled images" if trainer.data.unlabeled is not None else ""))

@@ -9,7 +9,6 @@ not rerun, an interrupted one is resumed from its last checkpoint.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -18,26 +17,27 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import apply_update, parse_override
+from ..config import Config, apply_update, parse_override
 from ..models._registry import load_grid
 
 __all__ = ["cell_config", "load_grid", "run_grid", "summarise", "write_summary"]
 
 
-def cell_config(base: dict, cell: dict, seed: int) -> dict:
-    cfg = copy.deepcopy(base)
+def cell_config(base: Config, cell: dict, seed: int) -> Config:
+    """The config of one (cell, seed) of a grid on top of ``base``."""
+    cfg = base.to_dict()
     cfg["seed"] = int(seed)
     # A cell of the base config's own model adds its options on top of the base options (e.g. the
     # base config's adapter choice stays); a cell of another model (the baseline) starts from none.
-    base_options = dict(cfg["model"].get("options") or {}) if cell["model"] == cfg["model"]["name"] else {}
+    base_options = dict(cfg["model"]["options"]) if cell["model"] == cfg["model"]["name"] else {}
     cfg["model"]["name"] = cell["model"]
     cfg["model"]["options"] = {**base_options, **dict(cell.get("options") or {})}
     for item in cell.get("set", []):
         cfg = apply_update(cfg, parse_override(item))
-    return cfg
+    return Config.from_dict(cfg)
 
 
-def run_grid(base: dict, grid: dict[str, dict], seeds: list[int], out: Path, splits: list[str] | str = "test",
+def run_grid(base: Config, grid: dict[str, dict], seeds: list[int], out: Path, splits: list[str] | str = "test",
              cells: list[str] | None = None, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Train every (cell, seed) not finished yet and evaluate it on ``splits``; returns one row per
     (cell, seed, split) with the split's metrics and ``"split"``."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import Config
 from ..data import DataError, ImageDataset, load_split
 
 
@@ -25,10 +26,10 @@ class RunData:
         return self.train.task
 
 
-def read_split(cfg: dict, split: str, data_format: str | None = None, root: str | None = None) -> ImageDataset:
-    d = cfg["data"]
-    return load_split(data_format or d["format"], root if root is not None else d["root"], split,
-                      d["image_size"], **(d.get("options") or {}))
+def read_split(cfg: Config, split: str) -> ImageDataset:
+    """Split ``split`` of the data ``cfg.data`` describes."""
+    d = cfg.data
+    return load_split(d.format, d.root, split, d.image_size, **d.options)
 
 
 def read_unlabeled(path: str, image_size: int, data_format: str | None = None) -> ImageDataset:
@@ -46,20 +47,20 @@ def read_unlabeled(path: str, image_size: int, data_format: str | None = None) -
     return load_split(data_format, str(p.parent) if p.is_file() else str(p), "train", image_size, **options)
 
 
-def read_run_data(cfg: dict) -> RunData:
+def read_run_data(cfg: Config) -> RunData:
     """Train and validation splits (and unlabeled images), validated before any training starts."""
-    d = cfg["data"]
-    train = read_split(cfg, d["train_split"])
-    val = read_split(cfg, d["val_split"])
+    d = cfg.data
+    train = read_split(cfg, d.train_split)
+    val = read_split(cfg, d.val_split)
     if train.class_names != val.class_names:
         raise DataError(f"train and val splits have different classes: {train.class_names} vs {val.class_names}")
     counts = train.class_counts()
     empty = [c for c, n in zip(train.class_names, counts) if n == 0]
     if empty:
-        raise DataError(f"{train.source or d['format']}: class(es) with no training image: {', '.join(empty)}")
+        raise DataError(f"{train.source or d.format}: class(es) with no training image: {', '.join(empty)}")
     unlabeled = None
-    if d.get("unlabeled"):
-        unlabeled = read_unlabeled(d["unlabeled"], d["image_size"], d.get("unlabeled_format"))
+    if d.unlabeled:
+        unlabeled = read_unlabeled(d.unlabeled, d.image_size, d.unlabeled_format)
     return RunData(train, val, unlabeled)
 
 

@@ -13,57 +13,63 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..models import create_model
+from ..config import Config, ConfigError
+from ..errors import RunError
+from ..models import MedAttnModel, create_model
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 
 
 @dataclass
 class Run:
     run_dir: Path
-    config: dict
+    config: Config
     class_names: list[str]
     task: str
     model: torch.nn.Module
 
     @property
     def image_size(self) -> int:
-        return int(self.config["data"]["image_size"])
+        return self.config.data.image_size
 
 
-def build_model(config: dict, num_classes: int, task: str, pretrained: bool | str | None = None) -> torch.nn.Module:
+def build_model(config: Config, num_classes: int, task: str, pretrained: bool | str | None = None) -> MedAttnModel:
     """The model a config describes (``pretrained`` overrides ``model.pretrained``)."""
-    m = config["model"]
-    return create_model(m["name"], backbone=m.get("backbone"), num_classes=num_classes, task=task,
-                        pretrained=m.get("pretrained") if pretrained is None else pretrained, **(m.get("options") or {}))
+    m = config.model
+    return create_model(m.name, backbone=m.backbone, num_classes=num_classes, task=task,
+                        pretrained=m.pretrained if pretrained is None else pretrained, **m.options)
 
 
-def write_run_files(run_dir: str | Path, config: dict, class_names: list[str], task: str) -> Path:
+def write_run_files(run_dir: str | Path, config: Config, class_names: list[str], task: str) -> Path:
     """Write ``config.yaml`` and ``classes.json`` of a run (atomically); returns ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     atomic_write_text(run_dir / "classes.json", json.dumps({"class_names": list(class_names), "task": task}, indent=1))
     return run_dir
 
 
-def read_run_config(run_dir: str | Path) -> dict:
-    """The resolved config a run was trained with (its ``config.yaml``)."""
+def read_run_config(run_dir: str | Path) -> Config:
+    """The resolved config a run was trained with (its ``config.yaml``; settings added to medattn
+    since then take their defaults)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{Path(run_dir)} is not a run directory: config.yaml is missing")
-    return yaml.safe_load(path.read_text())
+        raise RunError(f"{Path(run_dir)} is not a run directory: config.yaml is missing")
+    try:
+        return Config.from_dict(yaml.safe_load(path.read_text()) or {})
+    except (yaml.YAMLError, ConfigError) as err:
+        raise RunError(f"{path}: not a readable medattn config ({err})") from None
 
 
 def read_run_classes(run_dir: str | Path) -> tuple[list[str], str]:
     """(class names, task) of a run (its ``classes.json``)."""
     path = Path(run_dir) / "classes.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{Path(run_dir)} is not a run directory: classes.json is missing")
+        raise RunError(f"{Path(run_dir)} is not a run directory: classes.json is missing")
     classes = json.loads(path.read_text())
     return list(classes["class_names"]), classes.get("task", "multiclass")
 
 
-def save_run(run_dir: str | Path, model: torch.nn.Module, config: dict, class_names: list[str], task: str,
+def save_run(run_dir: str | Path, model: torch.nn.Module, config: Config, class_names: list[str], task: str,
              checkpoint: str = "best", meta: dict | None = None) -> Path:
     """Write config, class names and the model weights of a run (no training state)."""
     run_dir = write_run_files(run_dir, config, class_names, task)
@@ -75,7 +81,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     run_dir = Path(run_dir)
     for name in ("config.yaml", "classes.json", f"{checkpoint}.safetensors"):
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a complete run directory: {name} is missing")
+            raise RunError(f"{run_dir} is not a complete run directory: {name} is missing")
     config = read_run_config(run_dir)
     class_names, task = read_run_classes(run_dir)
     model = build_model(config, len(class_names), task, pretrained=False)
@@ -83,3 +89,49 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     return Run(run_dir, config, class_names, task, model)
+
+
+RESUME_SAFE = {
+    "train.epochs": "the learning-rate schedule is planned anew for the new number of epochs",
+    "train.early_stopping_patience": "",
+    "train.eval_batch_size": "",
+    "train.num_threads": "",
+    "train.device": "",
+    "data.root": "the data must be the same images, moved",
+}
+"""Settings that ``--resume`` may change (with a note on what that means); anything else would make the
+resumed run a different run than the one on disk."""
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "options":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def resume_config(run_dir: str | Path, config: Config | None = None) -> tuple[Config, list[str]]:
+    """The config to resume ``run_dir`` with: the run's own, with the changes ``config`` (the run's
+    config plus a user's ``--config`` / ``--set``) makes where they are safe (``RESUME_SAFE``).
+
+    Returns (config, one note per applied change); a `ConfigError` names every change that is not safe.
+    """
+    from ..errors import ConfigError
+
+    own = read_run_config(run_dir)
+    if config is None:
+        return own, []
+    old, new = _flat(own.to_dict()), _flat(config.to_dict())
+    changed = [k for k in new if old.get(k) != new[k]]
+    refused = [k for k in changed if k not in RESUME_SAFE]
+    if refused:
+        raise ConfigError(f"--resume keeps the run's own config; these changes would make it another run: "
+                          + ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in refused)
+                          + f" (--resume may change only {', '.join(RESUME_SAFE)}; start a new run with another --out "
+                          f"for the rest)")
+    notes = [f"{k}: {old.get(k)!r} -> {new[k]!r}" + (f" ({RESUME_SAFE[k]})" if RESUME_SAFE[k] else "") for k in changed]
+    return config, notes

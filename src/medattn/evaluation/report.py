@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from ..config import Config
 from ..metrics.summary import default_select_metric
 from . import report_html as H
 
@@ -91,28 +91,30 @@ def _split_order(name: str) -> tuple[int, str]:
     return ({"test": 0, "val": 2}.get(name, 1), name)
 
 
-def selection(run_dir: Path, cfg: dict, task: str) -> tuple[str, int | None, float | None]:
+def selection(run_dir: Path, cfg: Config | None, task: str) -> tuple[str, int | None, float | None]:
     """(selection metric, 0-based best epoch, its value) from ``best.json``, else from the config."""
     best_file = run_dir / "best.json"
     meta = json.loads(best_file.read_text()) if best_file.is_file() else {}
-    metric = meta.get("select_metric") or cfg.get("train", {}).get("select_metric") or "auto"
+    metric = meta.get("select_metric") or (cfg.train.select_metric if cfg else "auto")
     if metric == "auto":
         metric = default_select_metric(task)
     return metric, meta.get("epoch"), meta.get("value")
 
 
-def _header_facts(run_dir: Path, cfg: dict, class_names: list[str], task: str, log: list[dict]) -> str:
-    model, data = cfg.get("model", {}), cfg.get("data", {})
+def _header_facts(run_dir: Path, cfg: Config | None, class_names: list[str], task: str, log: list[dict]) -> str:
     metric, best_epoch, value = selection(run_dir, cfg, task)
     best_text = "n/a" if best_epoch is None else f"{best_epoch + 1} ({H.esc(metric)} {H.number(value)} on val)"
     seconds = sum(float(e.get("seconds", 0.0)) for e in log)
-    options = ", ".join(f"{k}={v}" for k, v in (data.get("options") or {}).items())
+    if cfg is None:
+        setup = [("config", "config.yaml is missing")]
+    else:
+        options = ", ".join(f"{k}={v}" for k, v in cfg.data.options.items())
+        setup = [("model", H.esc(cfg.model.name)), ("backbone", H.esc(cfg.model.backbone or "default")),
+                 ("data", H.esc(f"{cfg.data.format} {cfg.data.root or ''}".strip())),
+                 ("image size", H.esc(cfg.data.image_size)), ("data options", H.esc(options or "none")),
+                 ("pretrained", H.esc(cfg.model.pretrained))]
     return H.facts([
-        ("model", H.esc(model.get("name", "?"))), ("backbone", H.esc(model.get("backbone", "default"))),
-        ("data", H.esc(f"{data.get('format', '?')} {data.get('root') or ''}".strip())),
-        ("image size", H.esc(data.get("image_size", "?"))), ("task", H.esc(task)),
-        ("classes", H.esc(", ".join(class_names))), ("data options", H.esc(options or "none")),
-        ("pretrained", H.esc(model.get("pretrained", "?"))),
+        *setup, ("task", H.esc(task)), ("classes", H.esc(", ".join(class_names))),
         ("epochs run", str(len(log))), ("best epoch", best_text),
         ("training time", f"{seconds / 60:.1f} min" if log else "n/a"), ("run directory", H.esc(run_dir)),
     ])
@@ -135,12 +137,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
     from .report_sections import (metrics_section, robustness_section, saliency_section, split_section,
                                   training_section)
 
-    from ..engine.run import read_run_classes
+    from ..engine.run import read_run_classes, read_run_config
 
     run_dir = Path(run_dir)
     class_names, task = read_run_classes(run_dir)
-    cfg_file = run_dir / "config.yaml"
-    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+    cfg = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else None
     out = Path(out) if out is not None else run_dir / "report" / "index.html"
     fig_dir = out.parent
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +172,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
     if overlays and predictions:
         from .report_overlays import overlays_section
 
-        sections.append(("attention", "Attention", overlays_section(run_dir, cfg, predictions, class_names, task,
+        sections.append(("attention", "Attention", overlays_section(run_dir, predictions, class_names, task,
                                                                     fig_dir, n_examples)))
     for path in sorted(run_dir.glob("saliency*.json")):
         sections.append((path.stem, _result_title("Saliency", path.stem),
@@ -180,7 +181,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
     from .. import __version__
 
     title = f"medattn report: {run_dir.resolve().name}"
-    subtitle = H.esc(f"{cfg.get('model', {}).get('name', 'model')} on {cfg.get('data', {}).get('format', 'data')}, "
+    subtitle = H.esc(f"{cfg.model.name if cfg else 'model'} on {cfg.data.format if cfg else 'data'}, "
                      f"{len(class_names)} classes, {task}")
     footer = H.esc(f"medattn {__version__} - generated {time.strftime('%Y-%m-%d %H:%M:%S')}")
     out.write_text(H.page(title, subtitle, sections, footer), encoding="utf-8")

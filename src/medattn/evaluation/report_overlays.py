@@ -42,7 +42,7 @@ def _labels(row: np.ndarray, class_names: list[str], task: str) -> str:
     return class_names[int(np.argmax(row))]
 
 
-def overlays_section(run_dir: Path, cfg: dict, predictions: dict, class_names: list[str], task: str,
+def overlays_section(run_dir: Path, predictions: dict, class_names: list[str], task: str,
                      fig_dir: Path, n_examples: int = 3) -> str:
     """HTML of the overlays (PNG files written to ``fig_dir``), or a note saying why there are none."""
     from ..engine.data import read_split
@@ -59,7 +59,7 @@ def overlays_section(run_dir: Path, cfg: dict, predictions: dict, class_names: l
         if not picks["right"] and not picks["wrong"]:
             continue
         try:
-            dataset = read_split(cfg, split)
+            dataset = read_split(run.config, split)
         except Exception as err:  # e.g. the data root is not on this machine
             parts.append(_heading(split) + _unavailable(
                 f"the {split} split could not be read ({type(err).__name__}: {err})"))

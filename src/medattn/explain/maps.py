@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..data.transforms import to_float_batch
 from ..engine.inference import probabilities
 from ..engine.precision import Precision
+from ..layers.map_scaling import normalize_maps
 from .cams import CLASS_AGNOSTIC, DEFAULT_METHODS, compute_cams
 
 
@@ -51,15 +52,6 @@ class Explanation:
     @property
     def predicted(self) -> int:
         return int(np.argmax(self.probabilities))
-
-
-def normalize_maps(maps: Tensor) -> Tensor:
-    """Min-max scale each map of a B x 1 x H x W batch to [0, 1]; a constant map becomes all zeros."""
-    flat = maps.flatten(1)
-    lo, hi = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
-    span = hi - lo
-    scaled = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
-    return scaled.view_as(maps)
 
 
 def native_maps(model: nn.Module, x: Tensor, precision: Precision | None = None) -> dict[str, np.ndarray]:

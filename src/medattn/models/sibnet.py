@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..layers.map_scaling import normalize_maps
 from ..losses.saliency import (SC_REDUCTIONS, class_distinctiveness_loss, gradcam_all_classes,
                                spatial_coherence_loss, upsample_maps)
 from ._registry import create_model, register_model
@@ -122,13 +123,19 @@ class SIBNet(MedAttnModel):
         losses["total"] = total
         return TrainOutput(logits=out.logits, losses=losses)
 
-    def attention_maps(self, x: Tensor) -> dict[str, Tensor]:
-        """``cam_<k>``: Grad-CAM of class k (B x 1 x h x w, detached), plus the base's own maps."""
+    def grad_cams(self, x: Tensor) -> Tensor:
+        """The Grad-CAM of every class as the losses see it (unscaled, no ReLU unless ``relu``):
+        B x K x h x w, detached."""
         with torch.enable_grad(), self._capture() as store:
             logits = self.base(x)
             with torch.autocast(x.device.type, enabled=False):
-                cams = self.class_maps(logits, store[0]).detach()
-        maps = {f"cam_{k}": cams[:, k:k + 1] for k in range(cams.shape[1])}
+                return self.class_maps(logits, store[0]).detach()
+
+    def attention_maps(self, x: Tensor) -> dict[str, Tensor]:
+        """``cam_<k>``: Grad-CAM of class k (B x 1 x h x w, detached, min-max scaled to [0, 1] per image),
+        plus the base's own maps."""
+        cams = self.grad_cams(x)
+        maps = {f"cam_{k}": normalize_maps(cams[:, k:k + 1]) for k in range(cams.shape[1])}
         maps.update(self.base.attention_maps(x))
         return maps
 

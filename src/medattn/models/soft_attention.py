@@ -96,9 +96,10 @@ class SoftAttentionNet(ClassifierOnBackbone):
         return TrainOutput(logits=logits, losses={"ce": ce, "total": ce})
 
     def attention_maps(self, x: Tensor) -> dict[str, Tensor]:
-        """``A``: the aggregate sum_k alpha_k, and ``map_<k>`` for each alpha_k (B x 1 x h x w)."""
+        """``A``: the mean of the K maps alpha_k (the layer multiplies by their sum; the mean keeps the
+        map in [0, 1]), and ``map_<k>`` for each alpha_k (B x 1 x h x w, each summing to 1)."""
         _, _, alpha = self.attend(x)
-        maps = {"A": alpha.sum(dim=1, keepdim=True)}
+        maps = {"A": alpha.mean(dim=1, keepdim=True)}
         maps.update({f"map_{k}": alpha[:, k:k + 1] for k in range(alpha.shape[1])})
         return maps
 
