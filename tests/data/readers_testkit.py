@@ -78,14 +78,17 @@ def make_isic2018(root: Path, part: str, classes: list[str], labels: list[int], 
 
 
 def make_ham(root: Path, lesions: list[tuple[str, int]], folders: tuple[str, ...] = ("HAM10000_images_part_1",
-             "HAM10000_images_part_2")) -> list[list]:
-    """``lesions`` = [(dx, number of images)]; images alternate between ``folders``. Returns the rows."""
+             "HAM10000_images_part_2"), mask_folder: str | None = None) -> list[list]:
+    """``lesions`` = [(dx, number of images)]; images alternate between ``folders``; a mask per
+    image in ``mask_folder`` when given. Returns the rows."""
     rows = []
     for li, (dx, k) in enumerate(lesions):
         for _ in range(k):
             i = f"ISIC_{len(rows):07d}"
             rows.append([f"HAM_{li:07d}", i, dx, "histo", 50, "male", "back", "vidir_modern"])
             write_image(root / folders[len(rows) % len(folders)] / f"{i}.jpg", size=(8, 6), seed=len(rows))
+            if mask_folder:
+                write_mask(root / mask_folder / f"{i}_segmentation.png", size=(8, 6))
     write_csv(root / "HAM10000_metadata.csv",
               ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset"], rows)
     return rows
@@ -100,3 +103,23 @@ def make_folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (8, 
             write_image(p, size=size, seed=start + j + 100 * len(paths))
             paths.append(p)
     return paths
+
+
+DERM7PT_COLUMNS = ["diagnosis", "pigment_network", "streaks", "pigmentation", "regression_structures",
+                   "dots_and_globules", "blue_whitish_veil", "vascular_structures", "derm"]
+
+
+def make_derm7pt(root: Path, cases: list[dict], splits: dict[str, dict[str, list[int]]] | None = None) -> list[list]:
+    """derm7pt layout: ``cases`` = [{column: value, "derm": path, "file": path on disk (default the
+    derm path)}]; criteria not given are "absent", diagnosis "clark nevus". ``splits[scheme][word]``
+    = rows for ``splits/<scheme>_<word>_indexes_filtered.csv``. Returns the meta.csv rows."""
+    rows = []
+    for k, case in enumerate(cases):
+        row = [case.get(c, "absent" if c not in ("diagnosis", "derm") else "clark nevus") for c in DERM7PT_COLUMNS[:-1]]
+        rows.append([*row, case["derm"]])
+        write_image(root / "images" / case.get("file", case["derm"]), size=(10, 10), seed=k)
+    write_csv(root / "meta" / "meta.csv", DERM7PT_COLUMNS, rows)
+    for scheme, words in (splits or {}).items():
+        for word, idx in words.items():
+            write_csv(root / "splits" / f"{scheme}_{word}_indexes_filtered.csv", ["indexes"], [[i] for i in idx])
+    return rows

@@ -118,11 +118,12 @@ def test_mask_size_different_from_image(tmp_path):
                    f"{tmp_path / 'ISIC-2017_Validation_Data' / (ids[1] + '.jpg')} is 12x10")
 
 
-def test_missing_mask_suggests_masks_false(tmp_path, no_decoding):
+def test_missing_mask_names_the_count_and_masks_available(tmp_path, no_decoding):
     ids = make_isic2017(tmp_path, {"Validation": [(0, 0), (1, 0)]}, masks=True)["Validation"]
     (tmp_path / "ISIC-2017_Validation_Part1_GroundTruth" / f"{ids[0]}_segmentation.png").unlink()
     msg = _error("isic2017", tmp_path, split="val")
-    assert "missing mask file (pass masks=false to read the images without masks) [1]: " in msg
+    assert ("missing mask file, 1 of 2 images (pass masks=available to keep every image and read the masks that "
+            "exist, or masks=false to read none) [1]: ") in msg
     assert f"{ids[0]}_segmentation (line 2)" in msg
 
 

@@ -8,7 +8,9 @@ up every file, raise one `DataError` if anything is wrong, and only then decode 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,25 +232,41 @@ def unlisted(index: dict[str, list[Path]], ids: Iterable[str], problems: Problem
                      str(index[stem][0]))
 
 
-def segmentation_masks(reader: str, options: dict, default_folder: Path, ids: list[str], where: list[str],
-                       problems: Problems) -> list[Path | None] | None:
-    """``<id>_segmentation.png`` for every image, from ``default_folder`` or option ``mask_dir``
-    (the folder itself, or a folder that holds ``default_folder``'s name). Option ``masks``:
-    "auto" (default: use masks when the folder exists), True (required) or False (ignored)."""
+def segmentation_masks(reader: str, options: dict, default_folder: Path | Sequence[Path], ids: list[str],
+                       where: list[str], problems: Problems) -> list[Path | None] | None:
+    """``<id>_segmentation.png`` for every image, from ``default_folder`` (one folder, or several
+    candidate folders: the first that exists) or option ``mask_dir`` (the folder itself, or a folder
+    that holds one of the default folders by name).
+
+    Option ``masks``: "auto" (default: use masks when the folder exists; then every image needs
+    one), True (required; every image needs one), "available" (every image is kept; an image
+    without a mask file gets None here: an all-zero mask and ``has_mask`` False in the data set) or
+    False (no masks, returns None).
+    """
     use = options.get("masks", "auto")
-    if use not in ("auto", True, False):
-        raise DataError(f"{reader}: option masks must be 'auto', true or false, got {use!r}")
-    folder = default_folder
+    if not (use is True or use is False or use in ("auto", "available")):
+        raise DataError(f"{reader}: option masks must be 'auto', 'available', true or false, got {use!r}")
+    candidates = [default_folder] if isinstance(default_folder, Path) else list(default_folder)
     if options.get("mask_dir"):
         md = Path(options["mask_dir"]).expanduser()
-        folder = md / default_folder.name if (md / default_folder.name).is_dir() else md
+        folder = next((md / c.name for c in candidates if (md / c.name).is_dir()), md)
+    else:
+        folder = next((c for c in candidates if c.is_dir()), candidates[0])
     if use is False or (use == "auto" and not folder.is_dir()):
         return None
     if not folder.is_dir():
-        raise DataError(f"{reader}: masks=true but the mask folder {folder} does not exist")
+        raise DataError(f"{reader}: masks={'true' if use is True else use} but the mask folder {folder} does not exist")
     index = index_images(folder, (".png",))
-    return resolve(index, [f"{i}_segmentation" for i in ids], where, problems, folder, what="mask",
-                   hint=" (pass masks=false to read the images without masks)")
+    names = [f"{i}_segmentation" for i in ids]
+    if use == "available":
+        for n, w in zip(names, where):
+            if len(index.get(n, [])) > 1:
+                problems.add("several mask files for one id", f"{', '.join(p.name for p in index[n])} ({w})")
+        return [index[n][0] if len(index.get(n, [])) == 1 else None for n in names]
+    missing = sum(n not in index for n in names)
+    return resolve(index, names, where, problems, folder, what="mask",
+                   hint=f", {missing} of {len(ids)} images (pass masks=available to keep every image and read "
+                        f"the masks that exist, or masks=false to read none)")
 
 
 def empty_classes(targets: np.ndarray, class_names: Sequence[str], task: str) -> list[str]:
@@ -260,11 +278,24 @@ def empty_classes(targets: np.ndarray, class_names: Sequence[str], task: str) ->
     return [c for c, n in zip(class_names, counts) if n == 0]
 
 
+def note(message: str, extra: dict | None = None) -> None:
+    """Tell the user one line about what a reader did (stderr; also kept in ``extra["notes"]``)."""
+    print(message, file=sys.stderr)
+    if extra is not None:
+        extra.setdefault("notes", []).append(message)
+
+
 def build_dataset(*, source: str, split: str, ids: Sequence[str], image_paths: Sequence[Path],
                   targets: np.ndarray, class_names: Sequence[str], task: str, image_size: int | None,
-                  options: dict, mask_paths: Sequence[Path] | None = None) -> ImageDataset:
+                  options: dict, mask_paths: Sequence[Path | None] | None = None,
+                  extra: dict | None = None) -> ImageDataset:
     """Check for missing files, duplicated ids and (split ``train``) classes without an image, raise
-    them in one `DataError`, then decode every image (and mask) once and return the data set."""
+    them in one `DataError`, then decode every image (and mask) once and return the data set.
+
+    A ``None`` in ``mask_paths`` (option ``masks: available``) is an image without a mask: its mask
+    is all zero and ``has_mask`` is False; the count is reported in one line. ``extra`` is merged
+    into the data set's ``extra``.
+    """
     from .io import decode_images  # not at the top: io imports this module
 
     problems = Problems(source)
@@ -273,13 +304,103 @@ def build_dataset(*, source: str, split: str, ids: Sequence[str], image_paths: S
         if not os.path.isfile(p):
             problems.add("missing image file", str(p))
     for p in mask_paths or ():
-        if not os.path.isfile(p):
+        if p is not None and not os.path.isfile(p):
             problems.add("missing mask file", str(p))
     if split == "train":
         for c in empty_classes(targets, class_names, task):
             problems.add("class with no training image", c)
     problems.raise_if_any()
-    images, masks = decode_images(list(image_paths), image_size, list(mask_paths) if mask_paths is not None else None,
-                                  source=source, desc=f"{Path(source).name or source} {split}", **decode_options(options))
+    desc = f"{Path(source).name or source} {split}"
+    info = {"split": split, "files": [str(p) for p in image_paths], **(extra or {})}
+    has_mask = None
+    if mask_paths is not None and any(p is None for p in mask_paths):
+        images, masks, has_mask = _decode_some_masks(list(image_paths), list(mask_paths), image_size, options,
+                                                     source, desc)
+    else:
+        images, masks = decode_images(list(image_paths), image_size, list(mask_paths) if mask_paths is not None else None,
+                                      source=source, desc=desc, **decode_options(options))
+    if mask_paths is not None and options.get("masks") == "available":
+        without = sum(p is None for p in mask_paths)
+        note(f"{source} {split}: masks=available: {without} of {len(mask_paths)} images have no mask file "
+             f"(their masks are all zero and has_mask is False; every image is kept)", info)
     return ImageDataset(images=images, targets=targets, class_names=list(class_names), ids=list(ids), task=task,
-                        masks=masks, source=source, extra={"split": split, "files": [str(p) for p in image_paths]})
+                        masks=masks, source=source, extra=info, has_mask=has_mask)
+
+
+def _decode_some_masks(image_paths: list[Path], mask_paths: list[Path | None], image_size: int | None,
+                       options: dict, source: str, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Two passes of decode_images (with and without masks), put back in order; all-zero masks where none.
+    from .io import decode_images
+
+    has = np.array([p is not None for p in mask_paths], dtype=bool)
+    parts = []
+    for flag in (True, False):
+        idx = np.flatnonzero(has == flag)
+        if len(idx):
+            ims, ms = decode_images([image_paths[i] for i in idx], image_size,
+                                    [mask_paths[i] for i in idx] if flag else None, source=source,
+                                    desc=f"{desc} ({'with' if flag else 'without'} mask)", **decode_options(options))
+            parts.append((idx, ims, ms))
+    shapes = {ims.shape[1:] for _, ims, _ in parts}
+    if len(shapes) > 1:
+        raise DataError(f"{source}: the images with a mask are {parts[0][1].shape[2]}x{parts[0][1].shape[1]}, those "
+                        f"without {parts[1][1].shape[2]}x{parts[1][1].shape[1]}; set image_size to resize them")
+    shape = shapes.pop()
+    images = np.empty((len(image_paths), *shape), dtype=np.uint8)
+    masks = np.zeros((len(image_paths), *shape[:2]), dtype=np.uint8)
+    for idx, ims, ms in parts:
+        images[idx] = ims
+        if ms is not None:
+            masks[idx] = ms
+    return images, masks, has
+
+
+def split_record(reader: str, ids: Sequence[str], parts: dict[str, np.ndarray], **protocol) -> dict:
+    """What a reader that makes (or reads) its own split keeps in ``extra["splits"]``: the reader,
+    the protocol (seed, fractions, grouping, ...), and per split the ids and the 0-based rows of
+    its table, so the split can be saved (`write_splits_json`) and read back (option ``split_file``)."""
+    return {"reader": reader, "protocol": protocol,
+            "ids": {name: [ids[int(i)] for i in idx] for name, idx in parts.items()},
+            "rows": {name: [int(i) for i in idx] for name, idx in parts.items()}}
+
+
+def write_splits_json(dataset: ImageDataset, path: str | os.PathLike, overwrite: bool = False) -> Path | None:
+    """Write ``dataset.extra["splits"]`` to ``path`` (e.g. ``<run>/splits.json``) atomically; None
+    when the reader made no split of its own. An existing file with other content is an error
+    unless ``overwrite`` (the same content, e.g. on ``--resume``, is left as it is)."""
+    from ..engine.checkpoint import atomic_write_text
+
+    record = dataset.extra.get("splits")
+    if record is None:
+        return None
+    path = Path(path)
+    text = json.dumps(record, indent=1) + "\n"
+    if path.exists() and not overwrite:
+        if path.read_text() == text:
+            return path
+        raise FileExistsError(f"{path} already holds another split; remove it or pass overwrite=True")
+    atomic_write_text(path, text)
+    return path
+
+
+def rows_from_split_file(path: str | os.PathLike, reader: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Split name -> rows of ``ids`` from a ``splits.json`` (`write_splits_json`), for option
+    ``split_file``. Every id it names must be one of ``ids``."""
+    path = Path(path).expanduser()
+    try:
+        record = json.loads(path.read_text())
+        named = record["ids"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{reader}: split_file {path} is not a splits.json with an 'ids' mapping ({e})") from None
+    if record.get("reader") not in (None, reader):
+        raise DataError(f"{path}: a split of reader {record['reader']!r}, not {reader!r}")
+    row = {x: i for i, x in enumerate(ids)}
+    problems = Problems(path)
+    parts = {}
+    for name, members in named.items():
+        for x in members:
+            if x not in row:
+                problems.add(f"id of split {name!r} not in the data", repr(x))
+        parts[name] = np.array(sorted(row[x] for x in members if x in row), dtype=np.int64)
+    problems.raise_if_any()
+    return parts

@@ -39,6 +39,12 @@ class ImageDataset:
         masks: optional N x H x W uint8 lesion masks (0 background, 255 or 1 lesion); for
             multi-label sets with one mask per class: N x K x H x W.
         source: where the data came from (folder or CSV), for messages.
+        extra: reader-specific facts about the split (``split``, ``files``, ``splits``: the ids of
+            every split of the protocol, see `medattn.data._common.split_record`; ``notes``).
+        has_mask: (N,) bool, which images have a real lesion mask, set whenever ``masks`` is
+            (False only with the readers' ``masks: available``, whose images without a mask file
+            get an all-zero mask). Mask-based scores must leave the False rows out; classification
+            scores use every image. None when there are no masks.
     """
 
     images: np.ndarray
@@ -49,6 +55,7 @@ class ImageDataset:
     masks: np.ndarray | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    has_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -58,6 +65,14 @@ class ImageDataset:
             raise ValueError(f"{n} images but {len(self.targets)} targets and {len(self.ids)} ids")
         if self.masks is not None and len(self.masks) != n:
             raise ValueError(f"{n} images but {len(self.masks)} masks")
+        if self.masks is None:
+            if self.has_mask is not None:
+                raise ValueError("has_mask is given but there are no masks")
+        else:
+            self.has_mask = (np.ones(n, dtype=bool) if self.has_mask is None
+                             else np.asarray(self.has_mask, dtype=bool))
+            if self.has_mask.shape != (n,):
+                raise ValueError(f"{n} images but has_mask of shape {self.has_mask.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -105,4 +120,5 @@ class ImageDataset:
             masks=None if self.masks is None else self.masks[index],
             source=self.source,
             extra=dict(self.extra),
+            has_mask=None if self.has_mask is None else self.has_mask[index],
         )

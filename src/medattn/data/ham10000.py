@@ -2,7 +2,13 @@
 
 HAM10000 has several images of one lesion (2545 of 10015 images share a lesion with another image),
 so a split by image would put the same lesion in train and test. The splits here are stratified by
-``dx`` and grouped by ``lesion_id`` (`medattn.data.splits.stratified_split`).
+``dx`` and grouped by ``lesion_id`` (`medattn.data.splits.stratified_split`); the ids of every split
+are kept in ``extra["splits"]`` (`medattn.data._common.write_splits_json` saves them, option
+``split_file`` reads them back).
+
+Layouts: the official release (``HAM10000_images_part_1/``, ``HAM10000_images_part_2/``, masks in
+``HAM10000_segmentations_lesion_tschandl/``) and one image folder ``HAM10000_images/`` with masks in
+``HAM10000_segmentations/`` (as ``../shared/data/ham10000_200x150``).
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import (CsvTable, Problems, build_dataset, check_options, check_split, duplicates, index_images, read_csv,
-                      require_dir, resolve, segmentation_masks, unlisted)
+                      require_dir, resolve, rows_from_split_file, segmentation_masks, split_record, unlisted)
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
 from .io import IMAGE_EXTENSIONS
@@ -22,8 +28,9 @@ from .splits import stratified_split
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 """The seven ``dx`` codes, sorted: actinic keratosis / intraepithelial carcinoma, basal cell
 carcinoma, benign keratosis, dermatofibroma, melanoma, melanocytic nevus, vascular lesion."""
-IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "images")
-MASK_FOLDER = "HAM10000_segmentations_lesion_tschandl"
+IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images", "images")
+MASK_FOLDERS = ("HAM10000_segmentations_lesion_tschandl", "HAM10000_segmentations")
+"""Mask folders, the first that exists: the official name (Tschandl et al.), then the short one."""
 
 
 @dataclass
@@ -67,16 +74,18 @@ def split_metadata(meta: HamMetadata | str | os.PathLike, val_fraction: float = 
 @register_reader("ham10000")
 def read_ham10000(root: str, split: str, image_size: int | None, **options) -> ImageDataset:
     """HAM10000: ``root/HAM10000_metadata.csv`` (or option ``metadata``) and images ``<image_id>.jpg``
-    in ``HAM10000_images_part_1/``, ``HAM10000_images_part_2/`` and/or ``images/``.
+    in ``HAM10000_images_part_1/``, ``HAM10000_images_part_2/``, ``HAM10000_images/`` and/or
+    ``images/``.
 
     Classes: `HAM_CLASSES`. Splits train / val / test from `split_metadata` (options
-    ``val_fraction`` 0.1, ``test_fraction`` 0.2, ``seed`` 0). Masks (``masks``, ``mask_dir``): the
-    HAM10000 lesion segmentations ``<image_id>_segmentation.png`` in
-    ``HAM10000_segmentations_lesion_tschandl/`` when that folder exists. ``ignore_unlisted``: leave
-    images that have no metadata row out instead of stopping.
+    ``val_fraction`` 0.1, ``test_fraction`` 0.2, ``seed`` 0), or from a saved ``splits.json``
+    (option ``split_file``); ``extra["splits"]`` holds the ids of all three. Masks (``masks``:
+    auto / true / available / false, ``mask_dir``): ``<image_id>_segmentation.png`` in
+    ``HAM10000_segmentations_lesion_tschandl/`` or ``HAM10000_segmentations/``.
+    ``ignore_unlisted``: leave images that have no metadata row out instead of stopping.
     """
     check_options("ham10000", options, ("metadata", "val_fraction", "test_fraction", "seed", "masks", "mask_dir",
-                                        "ignore_unlisted"))
+                                        "ignore_unlisted", "split_file"))
     root = require_dir(root, "ham10000")
     check_split("ham10000", split, ("train", "val", "test"))
     meta = read_metadata(Path(options.get("metadata") or root / "HAM10000_metadata.csv"))
@@ -92,11 +101,20 @@ def read_ham10000(root: str, split: str, image_size: int | None, **options) -> I
     paths = resolve(index, meta.image_ids, where, problems, " or ".join(str(f) for f in folders))
     if not options.get("ignore_unlisted", False):
         unlisted(index, meta.image_ids, problems, meta.table.path.name)
-    masks = segmentation_masks("ham10000", options, root / MASK_FOLDER, meta.image_ids, where, problems)
+    masks = segmentation_masks("ham10000", options, [root / f for f in MASK_FOLDERS], meta.image_ids, where, problems)
     problems.raise_if_any()
-    rows = split_metadata(meta, float(options.get("val_fraction", 0.1)), float(options.get("test_fraction", 0.2)),
-                          int(options.get("seed", 0)))[split]
+    if options.get("split_file"):
+        parts = rows_from_split_file(options["split_file"], "ham10000", meta.image_ids)
+        protocol = {"split_file": str(options["split_file"])}
+    else:
+        fractions = (float(options.get("val_fraction", 0.1)), float(options.get("test_fraction", 0.2)))
+        parts = split_metadata(meta, *fractions, int(options.get("seed", 0)))
+        protocol = {"stratify": "dx", "group": "lesion_id", "val_fraction": fractions[0],
+                    "test_fraction": fractions[1], "seed": int(options.get("seed", 0))}
+    check_split("ham10000", split, parts)
+    rows = parts[split]
     return build_dataset(source=str(root), split=split, ids=[meta.image_ids[i] for i in rows],
                          image_paths=[paths[i] for i in rows], targets=meta.targets[rows], class_names=HAM_CLASSES,
                          task="multiclass", image_size=image_size, options=options,
-                         mask_paths=None if masks is None else [masks[i] for i in rows])
+                         mask_paths=None if masks is None else [masks[i] for i in rows],
+                         extra={"splits": split_record("ham10000", meta.image_ids, parts, **protocol)})
