@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medattn.data import DataError, load_split
-from medattn.data._common import write_splits_json
+from medattn.data.split_files import write_splits_json
 from medattn.data.derm7pt import seven_point_score
 from readers_testkit import make_derm7pt, write_image
 

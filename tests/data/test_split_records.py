@@ -7,7 +7,7 @@ import json
 import pytest
 
 from medattn.data import DataError, load_split
-from medattn.data._common import write_splits_json
+from medattn.data.split_files import write_splits_json
 from readers_testkit import make_ham, write_csv, write_image
 
 QUIET = {"progress": False, "cache": False}

@@ -46,7 +46,7 @@ def results_table(results: dict[str, dict], task: str) -> str:
 def dump_json(obj, path: str | Path | None) -> None:
     text = json.dumps(obj, indent=1, default=float)
     if path:
-        from ..engine.checkpoint import atomic_write_text
+        from ..files import atomic_write_text
 
         atomic_write_text(path, text)
     else:

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.unlabeled import read_images
-    from ..engine.checkpoint import atomic_write_text
+    from ..files import atomic_write_text
     from ..engine.inference import predict_proba
     from ..engine.run import load_run
 

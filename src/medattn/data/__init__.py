@@ -1,4 +1,4 @@
-"""Data: readers for ISIC 2017/2018/2019, HAM10000, MedMNIST, folders and CSV tables, the synthetic
+"""Data: readers for ISIC 2017/2018/2019, HAM10000, derm7pt, MedMNIST, folders and CSV tables, the synthetic
 dermoscopy set, and batch transforms."""
 from ._registry import DataError, list_readers, load_split, register_reader
 from .dataset import UNLABELED, ImageDataset

@@ -40,7 +40,7 @@ class ImageDataset:
             multi-label sets with one mask per class: N x K x H x W.
         source: where the data came from (folder or CSV), for messages.
         extra: reader-specific facts about the split (``split``, ``files``, ``splits``: the ids of
-            every split of the protocol, see `medattn.data._common.split_record`; ``notes``).
+            every split of the protocol, see `medattn.data.split_files.split_record`; ``notes``).
         has_mask: (N,) bool, which images have a real lesion mask, set whenever ``masks`` is
             (False only with the readers' ``masks: available``, whose images without a mask file
             get an all-zero mask). Mask-based scores must leave the False rows out; classification

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ._common import (CsvTable, Problems, build_dataset, check_options, check_split, duplicates, empty_classes, note, read_csv,
-                      require_dir, rows_from_split_file, split_record)
+                      require_dir)
+from .split_files import rows_from_split_file, split_record
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
 from .io import IMAGE_EXTENSIONS

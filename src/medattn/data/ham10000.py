@@ -3,7 +3,7 @@
 HAM10000 has several images of one lesion (2545 of 10015 images share a lesion with another image),
 so a split by image would put the same lesion in train and test. The splits here are stratified by
 ``dx`` and grouped by ``lesion_id`` (`medattn.data.splits.stratified_split`); the ids of every split
-are kept in ``extra["splits"]`` (`medattn.data._common.write_splits_json` saves them, option
+are kept in ``extra["splits"]`` (`medattn.data.split_files.write_splits_json` saves them, option
 ``split_file`` reads them back).
 
 Layouts: the official release (``HAM10000_images_part_1/``, ``HAM10000_images_part_2/``, masks in
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ._common import (CsvTable, Problems, build_dataset, check_options, check_split, duplicates, index_images, read_csv,
-                      require_dir, resolve, rows_from_split_file, segmentation_masks, split_record, unlisted)
+                      require_dir, resolve, segmentation_masks, unlisted)
+from .split_files import rows_from_split_file, split_record
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
 from .io import IMAGE_EXTENSIONS

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ._common import (CsvTable, Problems, build_dataset, check_options, check_split, duplicates, index_images, note,
-                      parse_binary, parse_onehot, read_csv, require_dir, resolve, rows_from_split_file,
-                      segmentation_masks, split_record, unlisted)
+                      parse_binary, parse_onehot, read_csv, require_dir, resolve,
+                      segmentation_masks, unlisted)
+from .split_files import rows_from_split_file, split_record
 from ._registry import DataError, register_reader
 from .dataset import ImageDataset
 from .io import IMAGE_EXTENSIONS

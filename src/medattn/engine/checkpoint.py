@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from ..files import atomic_write, atomic_write_text
+
 _META_KEY = "medattn"
-
-
-def _atomic_write_bytes(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    _atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
@@ -77,7 +60,7 @@ def save_checkpoint(path_stem: str | Path, model: torch.nn.Module, meta: dict,
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous().clone()
     text = json.dumps(meta, indent=1, default=_json_default)
     st_path = stem.with_suffix(".safetensors")
-    _atomic_write_bytes(st_path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: text}))
+    atomic_write(st_path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: text}))
     atomic_write_text(stem.with_suffix(".json"), text)
     return st_path
 

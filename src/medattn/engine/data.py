@@ -1,7 +1,7 @@
 """The data a training run needs, read from its config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ class RunData:
     train: ImageDataset
     val: ImageDataset
     unlabeled: ImageDataset | None = None
+    tests: dict[str, ImageDataset] = field(default_factory=dict)
 
     @property
     def class_names(self) -> list[str]:
@@ -61,7 +62,13 @@ def read_run_data(cfg: Config) -> RunData:
     unlabeled = None
     if d.unlabeled:
         unlabeled = read_unlabeled(d.unlabeled, d.image_size, d.unlabeled_format)
-    return RunData(train, val, unlabeled)
+    tests = {}
+    for split in d.test_splits:  # read now: a missing test image must not wait for the end of training
+        tests[split] = val if split == d.val_split else read_split(cfg, split)
+        if tests[split].class_names != train.class_names:
+            raise DataError(f"the {split} split's classes {tests[split].class_names} differ from train's "
+                            f"{train.class_names}")
+    return RunData(train, val, unlabeled, tests)
 
 
 def class_weights(dataset: ImageDataset) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from ..data.dataset import ImageDataset
 from ..metrics.multilabel import tune_thresholds
 from ..metrics.summary import compute_metrics, with_confidence_intervals
-from .checkpoint import atomic_write_text
+from ..files import atomic_write_text
 from .inference import predict_proba
 from .precision import Precision
 

@@ -16,7 +16,8 @@ import yaml
 from ..config import Config, ConfigError
 from ..errors import RunError
 from ..models import MedAttnModel, create_model
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from ..files import atomic_write_text
+from .checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -135,3 +136,40 @@ def resume_config(run_dir: str | Path, config: Config | None = None) -> tuple[Co
                           f"for the rest)")
     notes = [f"{k}: {old.get(k)!r} -> {new[k]!r}" + (f" ({RESUME_SAFE[k]})" if RESUME_SAFE[k] else "") for k in changed]
     return config, notes
+
+
+def check_config(cfg: Config) -> None:
+    """The names a config refers to exist (reader, model and its options, backbone, loss, optimiser):
+    one `ConfigError` naming the first unknown one, before any data is read."""
+    import timm
+
+    from ..data._registry import READERS
+    from ..errors import ConfigError, UnknownNameError
+    from ..losses._registry import CRITERIA
+    from ..models._registry import MODELS
+    from ..registry import accepted_options
+    from .optim import OPTIMIZERS
+
+    lookups = [("data.format", READERS, cfg.data.format), ("model.name", MODELS, cfg.model.name),
+               ("train.optimizer", OPTIMIZERS, cfg.train.optimizer)]
+    if cfg.loss.name != "auto":
+        lookups.append(("loss.name", CRITERIA, cfg.loss.name))
+    if cfg.model.name == "sibnet" and "base" in cfg.model.options:
+        lookups.append(("model.options.base", MODELS, cfg.model.options["base"]))
+    for key, registry, name in lookups:
+        try:
+            registry.get(name)
+        except UnknownNameError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    for key, name, options in [("model.options", cfg.model.name, cfg.model.options)] + (
+            [("model.options.base_options", cfg.model.options["base"], cfg.model.options.get("base_options") or {})]
+            if cfg.model.name == "sibnet" and "base" in cfg.model.options else []):
+        known = accepted_options(MODELS.get(name))
+        unknown = sorted(set(options) - set(known)) if known is not None else []
+        if unknown:
+            raise ConfigError(f"{key}: model {name!r} has no option(s) {', '.join(unknown)}; it takes "
+                              f"{', '.join(k for k in known if k not in ('backbone', 'num_classes', 'pretrained', 'task'))}")
+    if cfg.model.backbone and not timm.is_model(cfg.model.backbone):
+        close = timm.list_models(f"*{cfg.model.backbone.split('_')[0]}*")[:5]
+        raise ConfigError(f"model.backbone: {cfg.model.backbone!r} is not a timm model"
+                          + (f" (similar: {', '.join(close)})" if close else ""))

@@ -25,14 +25,16 @@ from ..errors import RunError, RunExistsError
 from ..losses.classification import build_criterion
 from ..metrics.summary import compute_metrics, default_select_metric, metric_value
 from ..models.base import LossContext
-from .checkpoint import atomic_write_text, restore_training_state, save_checkpoint
+from ..files import atomic_write_text, remove_stale_temporaries
+from ..data.split_files import write_splits_json
+from .checkpoint import restore_training_state, save_checkpoint
 from .data import RunData, class_weights, read_run_data, read_split
 from .evaluate import evaluate_split, write_split_results
 from .inference import predict_proba
 from .loop import train_one_epoch
 from .optim import WarmupCosine, build_optimizer
 from .precision import Precision, resolve_device
-from .run import build_model, write_run_files
+from .run import build_model, check_config, write_run_files
 
 
 @dataclass
@@ -68,7 +70,8 @@ class Trainer:
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self._check_run_dir()
-        self.data = data or read_run_data(config)  # validates all inputs before any training
+        check_config(config)
+        self.data = data or read_run_data(config)  # validates every split the run reads before any training
         self.task, self.class_names = self.data.task, self.data.class_names
         self.device = resolve_device(t.device)
         self.precision = Precision.resolve(t.precision, self.device)
@@ -126,12 +129,15 @@ class Trainer:
         """
         t = self.cfg.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for p in remove_stale_temporaries(self.run_dir):
+            self.log(f"removed {p.name}, a file half-written by an interrupted run")
         log_path = self.run_dir / "metrics.jsonl"
         if self.resume:
             start_epoch, step, best, best_epoch, bad_epochs = self._restore(log_path)
         else:
             start_epoch, step, best, best_epoch, bad_epochs = 0, 0, -math.inf, -1, 0
         write_run_files(self.run_dir, self.cfg, self.class_names, self.task)  # on resume: with its safe changes
+        write_splits_json(self.data.train, self.run_dir / "splits.json")  # readers that make their own split
         started = time.perf_counter()
         epoch = start_epoch - 1
         for epoch in range(start_epoch, t.epochs):
@@ -175,7 +181,7 @@ class Trainer:
         restore_training_state(self.run_dir / "best", self.model)
         results = {}
         for split in splits if splits is not None else self.cfg.data.test_splits:
-            dataset = read_split(self.cfg, split)
+            dataset = self.data.tests.get(split) or read_split(self.cfg, split)
             metrics, probs = evaluate_split(
                 self.model, dataset, self.class_names, self.task, precision=self.precision,
                 batch_size=self.cfg.train.eval_batch_size, channels_last=self.channels_last, n_boot=n_boot,

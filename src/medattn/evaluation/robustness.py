@@ -141,7 +141,7 @@ def write_robustness(result: dict, out: str | Path) -> tuple[Path, Path, Path]:
     """Write ``out`` (JSON), the table beside it (``.md``) and the plot (``.png``); returns the three paths."""
     import json
 
-    from ..engine.checkpoint import atomic_write_text
+    from ..files import atomic_write_text
     from .robustness_plot import save_robustness_plot
 
     out = Path(out)
