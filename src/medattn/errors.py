@@ -32,8 +32,8 @@ class RunError(MedattnError, FileNotFoundError):
     """A run directory that is missing, incomplete, or cannot do what was asked (e.g. --resume)."""
 
 
-class RunExistsError(MedattnError, FileExistsError):
-    """A run directory that already holds a run where a new one was asked for."""
+class OutputExistsError(MedattnError, FileExistsError):
+    """An output (a run directory, a results file) that already exists and would be replaced."""
 
 
 class CheckpointError(MedattnError, ValueError):

@@ -28,13 +28,18 @@ def test_predict_csv_is_scored_by_the_isic_scorer(tmp_path, capsys, monkeypatch)
     assert main(["evaluate", str(run), "--split", "test", "--bootstrap", "0", "--tta", "flip"]) == 0
     assert json.loads((run / "eval_test_tta-flip.json").read_text())["tta"] == "flip"
     assert json.loads((run / "eval_test.json").read_text()) == evaluated  # the plain result is kept
-    with pytest.raises(SystemExit, match="classes"):  # data whose classes differ from the run's
-        main(["evaluate", str(run), "--data-format", "synthetic", "--set", "data.options.classes=nevus,melanoma"])
+    capsys.readouterr()  # data whose classes differ from the run's: one line, exit code 2
+    assert main(["evaluate", str(run), "--data-format", "synthetic", "--set", "data.options.classes=nevus,melanoma"]) == 2
+    assert "classes ['nevus', 'melanoma'] differ from the run's" in capsys.readouterr().err
     pred = tmp_path / "pred.csv"
     assert main(["predict", str(run), str(syn / "ISIC2018_Task3_Test_Input"), "--out", str(pred)]) == 0
     table = pd.read_csv(pred)
     assert list(table.columns) == ["image", "nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"]
     assert len(table) == 16 and table.iloc[:, 1:].sum(axis=1).round(4).eq(1.0).all()
+    labels = pd.read_csv(tmp_path / "pred_labels.csv")
+    assert list(labels.columns) == ["image", "predicted", "probability"] and list(labels.image) == list(table.image)
+    assert (labels.predicted == table.iloc[:, 1:].idxmax(axis=1)).all()
+    assert labels.probability.round(6).eq(table.iloc[:, 1:].max(axis=1).round(6)).all()
     truth = syn / "ISIC2018_Task3_Test_GroundTruth" / "ISIC2018_Task3_Test_GroundTruth.csv"
     monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)  # the scorer on pandas 3
     with warnings.catch_warnings():
@@ -44,5 +49,5 @@ def test_predict_csv_is_scored_by_the_isic_scorer(tmp_path, capsys, monkeypatch)
     assert main(["score", str(truth), str(pred), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
     assert ours["balanced_accuracy"] == pytest.approx(ref.aggregate["balanced_accuracy"], abs=1e-9)
-    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
-        main(["predict", str(run), str(syn / "ISIC2018_Task3_Test_Input"), "--out", str(pred)])
+    assert main(["predict", str(run), str(syn / "ISIC2018_Task3_Test_Input"), "--out", str(pred)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err

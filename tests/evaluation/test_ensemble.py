@@ -1,5 +1,6 @@
 """medattn ensemble: the mean of several runs' saved predictions, checked and scored."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -78,10 +79,11 @@ def test_cli_writes_files_refuses_to_overwrite_and_reads_tta_files(three_runs, t
     saved = read_predictions(out / "predictions_test.csv", CLASSES)
     np.testing.assert_allclose(saved.probs, np.mean(probs, axis=0), atol=3e-6)
     assert "test (3 runs)" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="eval_test.json exists; pass --overwrite"):
-        main(["ensemble", *map(str, runs), "--out", str(out)])
-    with pytest.raises(SystemExit, match=r"predictions_test_tta-dihedral.csv is missing: run `medattn evaluate .* --tta dihedral`"):
-        main(["ensemble", *map(str, runs), "--tta", "dihedral"])
+    assert main(["ensemble", *map(str, runs), "--out", str(out)]) == 2
+    assert "eval_test.json exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["ensemble", *map(str, runs), "--tta", "dihedral"]) == 2
+    assert re.search(r"predictions_test_tta-dihedral.csv is missing: run `medattn evaluate .* --tta dihedral`",
+                     capsys.readouterr().err)
     for r, p in zip(runs[:2], probs[:2]):
         write_prediction_rows(r / "predictions_test_tta-dihedral.csv", ids, p, np.eye(3)[labels], CLASSES)
     assert main(["ensemble", *map(str, runs[:2]), "--tta", "dihedral", "--bootstrap", "0", "--out", str(out)]) == 0
@@ -107,9 +109,13 @@ def test_disagreeing_members_are_refused_with_the_place(three_runs, tmp_path, ch
         average_predictions([runs[0], odd], "test")
 
 
-def test_one_run_is_not_an_ensemble(three_runs):
+def test_one_run_is_not_an_ensemble(three_runs, capsys):
     with pytest.raises(ValueError, match="at least two runs, got 1"):
         average_predictions(three_runs[0][:1], "test")
+    run = three_runs[0][0]
+    assert main(["ensemble", str(run), str(run.parent / ".." / run.parent.name / run.name)]) == 2
+    err = capsys.readouterr().err
+    assert "is named more than once" in err and err.count("\n") == 1
 
 
 def test_multilabel_members_keep_unlabeled_rows_out_of_the_score(tmp_path):

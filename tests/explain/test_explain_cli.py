@@ -154,8 +154,8 @@ def test_explain_command_writes_overlays_arrays_and_predictions(run_dir, tmp_pat
     imgs = _write_images(tmp_path / "imgs", 3)
     out = tmp_path / "out"
     assert main(["explain", str(run_dir), str(imgs), "--out", str(out), "--batch-size", "2"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["im0.npz", "im0.png", "im1.npz", "im1.png", "im2.npz",
-                                                     "im2.png", "predictions.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["explain.json", "im0.npz", "im0.png", "im1.npz", "im1.png",
+                                                     "im2.npz", "im2.png", "predictions.csv"]
     with open(out / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["image_id"] for r in rows] == ["im0", "im1", "im2"]

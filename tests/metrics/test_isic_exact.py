@@ -168,8 +168,7 @@ PRED = ["ISIC_1,0.9,0.1", "ISIC_2,0.2,0.8", "ISIC_3,0.6,0.4"]
 
 @pytest.mark.parametrize("truth, pred, pred_header, message", [
     (TRUTH, [r + ",0" for r in PRED], "image,A,C,D",
-     "p.csv: missing category columns ['B'] and extra columns ['C', 'D'] that the truth does not have "
-     "(truth categories: ['A', 'B'])"),
+     "p.csv: missing category columns ['B'] (truth categories: ['A', 'B']; its other columns: ['C', 'D'])"),
     (TRUTH, PRED[:1], "image,A,B", "p.csv: 2 images of the truth have no prediction, e.g. ['ISIC_2', 'ISIC_3']"),
     (TRUTH, PRED + ["ISIC_9,0.5,0.5"], "image,A,B", "p.csv: 1 images are not in the truth, e.g. ['ISIC_9']"),
     (TRUTH, PRED + ["ISIC_2.jpg,0.5,0.5", "ISIC_3,0.5,0.5"], "image,A,B",
@@ -274,3 +273,25 @@ def test_real_isic2017_truth_file_scores_two_binary_tasks(shared_data, tmp_path,
     for c, task in enumerate(["melanoma", "seborrheic_keratosis"]):
         assert out[task]["auc"] == pytest.approx(roc_auc_score(truth[task], scores[:, c]), abs=1e-12)
         assert out[task]["ap"] == pytest.approx(average_precision_score(truth[task], scores[:, c]), abs=1e-12)
+
+
+def test_extra_prediction_columns_text_included_are_ignored_with_a_note(tmp_path, capsys):
+    from medattn.cli import main
+
+    (tmp_path / "t.csv").write_text("image,A,B\n" + "\n".join(TRUTH) + "\n")
+    (tmp_path / "p.csv").write_text("image,A,B,nevus,predicted\n"
+                                    + "\n".join(f"{r},0.0,{'A' if float(r.split(',')[1]) > 0.5 else 'B'}" for r in PRED) + "\n")
+    (tmp_path / "plain.csv").write_text("image,A,B\n" + "\n".join(PRED) + "\n")
+    assert main(["score", str(tmp_path / "t.csv"), str(tmp_path / "p.csv"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert "prediction column(s) nevus, predicted are not categories of the truth and were not scored" in out.err
+    with_extra = json.loads(out.out)
+    assert main(["score", str(tmp_path / "t.csv"), str(tmp_path / "plain.csv"), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert with_extra.pop("ignored_columns") == ["nevus", "predicted"] and with_extra == plain
+
+
+def test_an_isic2017_truth_row_that_is_both_melanoma_and_sk_is_refused(tmp_path, capsys):
+    header = "image_id,melanoma,seborrheic_keratosis"
+    err = _score_error(tmp_path, capsys, ["ISIC_1,1,0", "ISIC_2,1,1", "ISIC_3,0,0"], PRED, header, header)
+    assert err == "medattn score: error: t.csv row 3: the image is marked both melanoma and seborrheic_keratosis; 0 further rows"

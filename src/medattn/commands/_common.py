@@ -63,6 +63,7 @@ def add_run_data_arguments(p, split_verb: str = "score", data_note: str = "", se
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override data options of the run's config, e.g. --set {set_example}")
     p.add_argument("--checkpoint", default="best", help="best (default) or last")
+    p.add_argument("--overwrite", action="store_true", help="replace result files that already exist (default: refuse)")
 
 
 def load_run_and_split(args, device=None):
@@ -83,13 +84,39 @@ def load_run_and_split(args, device=None):
     return run, cfg, read_run_split(run, cfg, args.split)
 
 
+def results_stem(run, cfg, split: str) -> str:
+    """The name a command's results on ``split`` get: the split itself on the run's own data, else
+    ``<split>_<format>-<root folder>-<hash of the data settings>``, so results on other data never
+    replace the run's own."""
+    import hashlib
+
+    own, asked = run.config.data, cfg.data
+    if (own.format, own.root, own.options) == (asked.format, asked.root, asked.options):
+        return split
+    digest = hashlib.sha256(json.dumps([asked.format, asked.root, asked.options], sort_keys=True,
+                                       default=str).encode()).hexdigest()[:6]
+    folder = Path(asked.root).name if asked.root else "data"
+    return f"{split}_{asked.format}-{folder}-{digest}"
+
+
+def refuse_existing(paths, overwrite: bool) -> None:
+    """`OutputExistsError` naming the first of ``paths`` that exists, unless ``overwrite``."""
+    from ..errors import OutputExistsError
+
+    taken = [Path(p) for p in paths if Path(p).exists()]
+    if taken and not overwrite:
+        raise OutputExistsError(f"{taken[0]} exists; pass --overwrite to replace it (or choose another --out)")
+
+
 def read_run_split(run, cfg, split: str):
-    """``split`` of the data ``cfg`` names, refused (SystemExit) when its classes are not the run's."""
+    """``split`` of the data ``cfg`` names, refused (`DataError`) when its classes are not the run's."""
     from ..engine.data import read_split
 
     dataset = read_split(cfg, split)
     if dataset.class_names != run.class_names:
-        raise SystemExit(f"the {split} split's classes {dataset.class_names} differ from the run's {run.class_names}")
+        from ..errors import DataError
+
+        raise DataError(f"the {split} split's classes {dataset.class_names} differ from the run's {run.class_names}")
     return dataset
 
 
@@ -100,3 +127,26 @@ def add_tta_argument(p) -> None:
     p.add_argument("--tta", default="none", choices=list(TTA_VIEWS),
                    help="test-time augmentation: average over the image and its mirror (flip) or its 8 "
                         "rotations/reflections (dihedral); default none")
+
+
+def argument_type(parse):
+    """An argparse ``type=`` from a parser that raises ValueError: the message becomes argparse's usage error."""
+    import argparse
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def add_max_pixels_argument(p) -> None:
+    """``--max-pixels`` of the commands that read image files (the decompression-bomb limit)."""
+    from ..data.io import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse images with more pixels than this (width x height; default {DEFAULT_MAX_PIXELS}, "
+                        f"0: no limit)")

@@ -31,20 +31,16 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import write_prediction_rows
     from ..evaluation.ensemble import average_predictions, predictions_name
     from ..evaluation.report import split_metrics
-    from ._common import dump_json, results_table
+    from ..errors import DataError
+    from ._common import dump_json, refuse_existing, results_table
 
     name = predictions_name(args.split, args.tta)
     out = Path(args.out) if args.out else None
-    if out is not None and not args.overwrite:
-        taken = [f for f in (f"eval_{name}.json", f"predictions_{name}.csv") if (out / f).exists()]
-        if taken:
-            raise SystemExit(f"medattn ensemble: {out / taken[0]} exists; pass --overwrite to replace it")
-    try:
-        pred, class_names = average_predictions(args.run_dirs, args.split, args.tta)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"medattn ensemble: {e}") from None
+    if out is not None:
+        refuse_existing([out / f"eval_{name}.json", out / f"predictions_{name}.csv"], args.overwrite)
+    pred, class_names = average_predictions(args.run_dirs, args.split, args.tta)
     if not pred.labeled.any():
-        raise SystemExit(f"medattn ensemble: no image of {args.split} has a label to score against")
+        raise DataError(f"no image of {args.split} has a label to score against")
     metrics = split_metrics(pred, None, class_names, pred.task, args.bootstrap)
     metrics.update(tta=args.tta, members=[str(d) for d in args.run_dirs])
     print(results_table({f"{args.split} ({len(args.run_dirs)} runs)": metrics}, pred.task))

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--threshold-split", default="val",
                    help="multi-label: split on which per-class thresholds are tuned (default val; 'none' to skip)")
-    p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json, eval_<split>_tta-<mode>.json with --tta)")
+    p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json, eval_<split>_tta-<mode>.json with --tta; "
+                                 "on other data than the run's: eval_<split>_<format>-<folder>-<hash>.json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,9 +26,13 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate_split, write_split_results
     from ..engine.precision import Precision
     from ..evaluation.ensemble import predictions_name
-    from ._common import load_run_and_split, results_table
+    from ._common import load_run_and_split, refuse_existing, results_stem, results_table
 
     run, cfg, dataset = load_run_and_split(args)
+    name = predictions_name(results_stem(run, cfg, args.split), args.tta)  # never replaces the run's plain results
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{name}.json"
+    csv_path = out.with_name(f"predictions_{name}.csv")
+    refuse_existing([out, csv_path], args.overwrite)
     device = next(run.model.parameters()).device
     precision = Precision.resolve(args.precision or run.config.train.precision, device)
     tune = run.task == "multilabel" and args.threshold_split != "none"
@@ -35,9 +40,8 @@ def run(args: argparse.Namespace) -> int:
                                     n_boot=args.bootstrap, progress=f"evaluate {args.split}",
                                     threshold_data=read_split(cfg, args.threshold_split) if tune else None,
                                     threshold_split=args.threshold_split)
-    name = predictions_name(args.split, args.tta)  # with --tta, never replaces the plain results
-    out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{name}.json"
-    write_split_results(out, out.with_name(f"predictions_{name}.csv"), dataset, probs, run.class_names, metrics)
+    metrics["data"] = {"format": cfg.data.format, "root": cfg.data.root, "options": cfg.data.options, "split": args.split}
+    write_split_results(out, csv_path, dataset, probs, run.class_names, metrics)
     print(results_table({args.split: metrics}, run.task))
     print(f"wrote {out}")
     return 0

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
+
+from ._common import add_max_pixels_argument
 
 NAME = "explain"
 
@@ -39,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--resume", action="store_true", help="skip images whose outputs already exist in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the explanations already in --out")
+    add_max_pixels_argument(p)
 
 
 def cam_list(text: str) -> list[str]:
@@ -68,11 +73,34 @@ def parse_classes(values: list[str] | None, class_names: list[str]) -> list[int]
     return list(dict.fromkeys(out))
 
 
+MANIFEST = "explain.json"
+"""Written into --out: which run and checkpoint made its outputs."""
+
+
+def check_output_folder(out: Path, run_dir: Path, checkpoint: str, resume: bool, overwrite: bool) -> None:
+    """Refuse an --out that already holds explanations, unless --overwrite, or --resume of the same run."""
+    from ..errors import OutputExistsError
+
+    if overwrite or not out.is_dir():
+        return
+    held = [p for p in out.iterdir() if p.name == "predictions.csv" or p.suffix in (".png", ".npz")]
+    if not held:
+        return
+    made_by = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).is_file() else {}
+    same = made_by.get("run_dir") == str(run_dir.resolve()) and made_by.get("checkpoint") == checkpoint
+    if resume and same:
+        return
+    who = f"run {made_by['run_dir']} ({made_by.get('checkpoint')})" if made_by else "an unknown run"
+    hint = "--resume to continue it" if same else "another --out"
+    raise OutputExistsError(f"{out} already holds {len(held)} explanation file(s) of {who}; choose {hint}, or "
+                            f"pass --overwrite to replace them")
+
+
 class LazyImages:
     """A sequence of image files decoded on access to ``size`` x ``size`` uint8 RGB (EXIF applied)."""
 
-    def __init__(self, files: list[Path], size: int):
-        self.files, self.size = files, size
+    def __init__(self, files: list[Path], size: int, max_pixels: int | None = None):
+        self.files, self.size, self.max_pixels = files, size, max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
@@ -82,7 +110,7 @@ class LazyImages:
         from ..data.io import ImageReadError, read_image
 
         try:
-            return read_image(self.files[i], self.size)[0]
+            return read_image(self.files[i], self.size, self.max_pixels)[0]
         except ImageReadError as err:
             raise DataError(f"{self.files[i]}: {err}") from None
 
@@ -92,14 +120,18 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.run import load_run
     from ..data.unlabeled import collect_image_files
     from ..explain import iter_explanations, save_npz, save_overlay
+    from ..files import atomic_write_text
 
     methods = args.cams
-    files = collect_image_files(args.inputs, source="medattn explain")
+    files = collect_image_files(args.inputs, args.max_pixels, source="medattn explain")
+    out = Path(args.out)
+    check_output_folder(out, Path(args.run_dir), args.checkpoint, args.resume, args.overwrite)
     device = resolve_device(args.device)
     run = load_run(args.run_dir, checkpoint=args.checkpoint, device=device)
     classes = parse_classes(args.classes, run.class_names)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / MANIFEST, json.dumps({"run_dir": str(Path(args.run_dir).resolve()),
+                                                  "checkpoint": args.checkpoint}, indent=1))
     csv_path = out / "predictions.csv"
     header = ["image_id", "path", "predicted", "explained", *run.class_names]
 
@@ -116,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(r for r in done.values() if r["image_id"] in {p.stem for p in files})
         paths = {p.stem: p for p in todo}
-        for e in iter_explanations(run.model, LazyImages(todo, run.image_size), [p.stem for p in todo],
+        for e in iter_explanations(run.model, LazyImages(todo, run.image_size, args.max_pixels), [p.stem for p in todo],
                                    batch_size=args.batch_size, task=run.task, class_names=run.class_names,
                                    methods=methods, classes=classes, native=not args.no_native,
                                    precision=Precision.resolve(args.precision, device), threshold=args.threshold):

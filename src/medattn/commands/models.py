@@ -10,6 +10,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--presets", action="store_true", help="list the YAML presets shipped in configs/")
 
 
+def first_sentence(doc: str) -> str:
+    """The docstring's first sentence, over as many lines as it takes (never cut mid-sentence)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = next((i for i in range(len(paragraph)) if paragraph[i] == "." and (i + 1 == len(paragraph) or paragraph[i + 1] == " ")
+                and not paragraph[max(0, i - 3):i + 1].endswith(("e.g.", "i.e."))), None)
+    return paragraph if end is None else paragraph[:end + 1]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..config import list_presets
     from ..models._registry import list_models, model_factory
@@ -19,6 +27,5 @@ def run(args: argparse.Namespace) -> int:
             print(name)
         return 0
     for name in list_models():
-        doc = (model_factory(name).__doc__ or "").strip().splitlines()
-        print(f"{name:<16} {doc[0] if doc else ''}")
+        print(f"{name:<16} {first_sentence(model_factory(name).__doc__ or '')}")
     return 0

@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_run_data_arguments
+from ._common import add_run_data_arguments, argument_type
 
 NAME = "robustness"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_data_arguments(p, "perturb", "", "data.options.masks=true")
-    p.add_argument("--sigmas", default="0,0.005,0.01,0.05,0.1",
+    p.add_argument("--sigmas", default="0,0.005,0.01,0.05,0.1", type=argument_type(parse_sigmas),
                    help="comma-separated noise standard deviations on the [0, 1] scale (default 0,0.005,0.01,0.05,0.1)")
-    p.add_argument("--artifacts", default="ruler,ink,hair",
+    p.add_argument("--artifacts", default="ruler,ink,hair", type=argument_type(parse_artifacts),
                    help="comma-separated artifacts painted outside the lesion (default ruler,ink,hair; also bubbles, patch, vignette; '' for none)")
     p.add_argument("--shifted-split", default=None,
                    help="a second split to compare with (default test_shifted for the synthetic sets, else none; "
@@ -67,14 +67,13 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.precision import Precision, resolve_device
     from ..evaluation.robustness import evaluate_robustness, write_robustness
     from ..evaluation.robustness_results import robustness_table
-    from ._common import load_run_and_split, read_run_split
+    from ._common import load_run_and_split, read_run_split, refuse_existing, results_stem
 
-    try:
-        sigmas, artifacts = parse_sigmas(args.sigmas), parse_artifacts(args.artifacts)
-    except ValueError as err:
-        raise SystemExit(f"medattn robustness: error: {err}") from None
+    sigmas, artifacts = args.sigmas, args.artifacts
     device = resolve_device(args.device)
     run, cfg, dataset = load_run_and_split(args, device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"robustness_{results_stem(run, cfg, args.split)}.json"
+    refuse_existing([out, out.with_suffix(".md"), out.with_suffix(".png")], args.overwrite)
     shifted_split = args.shifted_split or ("test_shifted" if cfg.data.format in ("synthetic", "synthetic_multilabel") else "none")
     shifted = read_run_split(run, cfg, shifted_split) if shifted_split != "none" else None
     if args.limit:
@@ -84,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
                                  shifted_split=shifted_split, seed=args.seed, batch_size=args.batch_size,
                                  precision=Precision.resolve(args.precision, device), progress=True)
     result.update(run_dir=str(args.run_dir), split=args.split, data_format=cfg.data.format)
-    out = Path(args.out) if args.out else Path(args.run_dir) / f"robustness_{args.split}.json"
     paths = write_robustness(result, out)
     print(robustness_table(result))
     if result["background_note"]:

@@ -5,7 +5,9 @@ truth is one-hot, the prediction holds probabilities in [0, 1]. A `.jpg` suffix 
 A truth file whose categories are exactly `melanoma,seborrheic_keratosis` (the ISIC 2017 layout,
 nevus = neither) is scored as the 2017 challenge's two binary tasks. Truth columns `score_weight`
 and `validation_weight` are not categories; rows with score_weight 0 are left out, and so is
-ISIC_0035068, as the official scorer does.
+ISIC_0035068, as the official scorer does. Prediction columns that are not categories of the truth
+(the `nevus` column and the `predicted` class that `medattn predict` writes for an ISIC 2017 run) are
+not scored, with a note on stderr; a truth image marked both melanoma and SK is refused.
 
   medattn score truth.csv predictions.csv          # table
   medattn score truth.csv predictions.csv --json   # JSON (NaN written as null)
@@ -16,10 +18,12 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..metrics.classification import ISIC2017_TASKS
 from ..metrics.summary import ISIC2017_HEADLINE, ISIC_SCORE_HEADLINE
 
@@ -38,16 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add 95%% percentile-bootstrap intervals of the headline metrics from N resamples")
 
 
-def _error(message: str):
-    from ..data import DataError
-
+def _error(message: str) -> DataError:
     return DataError(message)
 
 
-def read_table(path: str | Path) -> tuple[list[str], list[str], np.ndarray, list[int]]:
-    """(ids, value column names, (N, C) float values, file line of each row) of an ISIC-format CSV;
-    DataError names file, row (1-based line number) and column of the first bad cell and the count of
-    further ones."""
+def read_table(path: str | Path, numeric: list[str] | None = None) -> tuple[list[str], list[str], np.ndarray, list[int]]:
+    """(ids, value column names, (N, C) float values of the ``numeric`` columns (default: all of them),
+    file line of each row) of an ISIC-format CSV; DataError names file, row (1-based line number) and
+    column of the first bad cell and the count of further ones."""
     from ..data._common import read_csv
 
     table = read_csv(path)  # missing file, empty file, repeated names, ragged rows
@@ -58,18 +60,19 @@ def read_table(path: str | Path) -> tuple[list[str], list[str], np.ndarray, list
     if not table.rows:
         raise _error(f"{path}: no data rows")
     columns = [c for c in table.columns if c != id_col]
+    parsed = columns if numeric is None else [c for c in numeric if c in columns]
     ids: list[str] = []
     seen: dict[str, int] = {}
     duplicates: list[tuple[int, str, int]] = []
     bad_cells: list[tuple[int, str, str]] = []
-    values = np.full((len(table.rows), len(columns)), np.nan)
+    values = np.full((len(table.rows), len(parsed)), np.nan)
     for r, (row, line) in enumerate(zip(table.rows, table.lines)):
         image = re.sub(r"\.jpg$", "", row[id_col], flags=re.IGNORECASE)
         if image in seen:
             duplicates.append((line, image, seen[image]))
         seen.setdefault(image, line)
         ids.append(image)
-        for j, col in enumerate(columns):
+        for j, col in enumerate(parsed):
             try:
                 values[r, j] = float(row[col])
             except ValueError:
@@ -95,20 +98,21 @@ def _first_offender(path: Path, lines: list[int], bad: np.ndarray, columns: list
     return f"{path} row {lines[r]}, column {columns[c]!r}: {what}; {len(cells) - 1} further"
 
 
-def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-    """Validated (ids, categories, truth (N, K), prediction (N, K)), prediction rows in truth order."""
+def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray, list[str]]:
+    """Validated (ids, categories, truth (N, K), prediction (N, K), ignored prediction columns),
+    prediction rows in truth order. Prediction columns the truth does not have (``medattn predict``'s
+    ``nevus`` of an ISIC 2017 run, its ``predicted`` class) are not read and are named as ignored."""
     truth_path, pred_path = Path(truth_path), Path(pred_path)
     t_ids, t_cols, t_vals, t_lines = read_table(truth_path)
-    p_ids, p_cols, p_vals, p_lines = read_table(pred_path)
     categories = [c for c in t_cols if c not in WEIGHT_COLUMNS]
     if not categories:
         raise _error(f"{truth_path}: no category columns besides the image id")
+    p_ids, p_cols, p_vals, p_lines = read_table(pred_path, numeric=categories)
     missing = [c for c in categories if c not in p_cols]
     extra = [c for c in p_cols if c not in categories]
-    if missing or extra:
-        parts = [f"missing category columns {missing}"] if missing else []
-        parts += [f"extra columns {extra} that the truth does not have"] if extra else []
-        raise _error(f"{pred_path}: {' and '.join(parts)} (truth categories: {categories})")
+    if missing:
+        others = f"; its other columns: {extra}" if extra else ""
+        raise _error(f"{pred_path}: missing category columns {missing} (truth categories: {categories}{others})")
     keep = np.array([i not in EXCLUDED_IDS for i in t_ids])
     if "score_weight" in t_cols:
         w = t_vals[:, t_cols.index("score_weight")]
@@ -117,12 +121,18 @@ def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str],
                                          "weights other than 0 and 1 are not supported"))
         keep &= w == 1.0
     truth = t_vals[:, [t_cols.index(c) for c in categories]]
-    pred = p_vals[:, [p_cols.index(c) for c in categories]]
+    pred = p_vals  # read in the order of ``categories``
     if not np.isin(truth, (0.0, 1.0)).all():
         raise _error(_first_offender(truth_path, t_lines, ~np.isin(truth, (0.0, 1.0)), categories,
                                      "truth values must be 0 or 1"))
     isic2017 = set(categories) == set(ISIC2017_TASKS)
-    if not isic2017:
+    if isic2017:
+        both = truth.sum(axis=1) > 1
+        if both.any():
+            rows = np.flatnonzero(both)
+            raise _error(f"{truth_path} row {t_lines[rows[0]]}: the image is marked both melanoma and "
+                         f"seborrheic_keratosis; {rows.size - 1} further rows")
+    else:
         not_onehot = truth.sum(axis=1) != 1
         if not_onehot.any():
             rows = np.flatnonzero(not_onehot)
@@ -140,7 +150,7 @@ def load_pair(truth_path: str | Path, pred_path: str | Path) -> tuple[list[str],
     unknown = [i for i in p_ids if i not in t_set]
     if unknown:
         raise _error(f"{pred_path}: {len(unknown)} images are not in the truth, e.g. {unknown[:5]}")
-    return wanted, categories, truth[keep], pred[[p_pos[i] for i in wanted]]
+    return wanted, categories, truth[keep], pred[[p_pos[i] for i in wanted]], extra
 
 
 def score(truth_path: str | Path, pred_path: str | Path, n_boot: int = 0) -> dict:
@@ -148,7 +158,7 @@ def score(truth_path: str | Path, pred_path: str | Path, n_boot: int = 0) -> dic
     from ..metrics.bootstrap import bootstrap_ci, flatten_scalars
     from ..metrics.classification import binary_tasks_metrics, classification_metrics
 
-    ids, categories, truth, pred = load_pair(truth_path, pred_path)
+    ids, categories, truth, pred, ignored = load_pair(truth_path, pred_path)
     if set(categories) == set(ISIC2017_TASKS):
         cols = [categories.index(t) for t in ISIC2017_TASKS]
 
@@ -166,6 +176,8 @@ def score(truth_path: str | Path, pred_path: str | Path, n_boot: int = 0) -> dic
         ci = bootstrap_ci(lambda t, p: {k: v for k, v in flatten_scalars(fn(t, p)).items() if k in headline},
                           truth, pred, n_boot=n_boot, stratified=stratified)
         metrics["ci95"] = {k: list(v) for k, v in ci.items()}
+    if ignored:
+        metrics["ignored_columns"] = ignored
     return metrics
 
 
@@ -206,6 +218,9 @@ def format_table(m: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     metrics = score(args.truth, args.prediction, n_boot=args.bootstrap)
+    if metrics.get("ignored_columns"):
+        print(f"medattn score: note: prediction column(s) {', '.join(metrics['ignored_columns'])} are not categories "
+              f"of the truth and were not scored", file=sys.stderr)
     if args.json:
         print(json.dumps(_nan_to_none(metrics), indent=1))
     else:

@@ -4,6 +4,8 @@
 ``medattn explain`` and unlabeled training data share: folders are searched recursively, every item
 must exist, every file must have an image suffix and a readable header, and file stems must be unique
 (outputs and ISIC submission rows are named by stem). All problems are reported in one `DataError`.
+The ``<id>_superpixels.png`` maps that ISIC 2017 ships beside its images are not images: files found in
+folders under that name are left out, with a note saying how many.
 """
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ._common import Problems
+from ._common import Problems, note
 from .dataset import UNLABELED, ImageDataset
 from .io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, decode_images, list_image_files, open_image
+
+
+SUPERPIXELS = "_superpixels"
 
 
 def collect_image_files(items: Sequence[str | os.PathLike], max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -24,10 +29,14 @@ def collect_image_files(items: Sequence[str | os.PathLike], max_pixels: int | No
     (see the module docstring); sorted within each folder, in the order of ``items``, duplicates dropped."""
     problems = Problems(source)
     files: list[Path] = []
+    superpixels = 0
     for item in items:
         p = Path(item)
         if p.is_dir():
             found = list_image_files(p, recursive=True)
+            kept = [f for f in found if not f.stem.endswith(SUPERPIXELS)]
+            superpixels += len(found) - len(kept)
+            found = kept
             if not found:
                 problems.add(f"folder without images ({', '.join(IMAGE_EXTENSIONS)})", str(p))
             files.extend(found)
@@ -39,6 +48,8 @@ def collect_image_files(items: Sequence[str | os.PathLike], max_pixels: int | No
         else:
             problems.add("no such file or folder", str(p))
     files = list(dict.fromkeys(files))
+    if superpixels:
+        note(f"{source}: left out {superpixels} ISIC superpixel map(s) (*{SUPERPIXELS}.png) found in the folders")
     for f in files:
         try:
             open_image(f, max_pixels).close()

@@ -75,6 +75,15 @@ COLUMNS = {
 }
 
 
+LEGEND = {
+    "multiclass": "F1: macro F1 of the argmax prediction; Acc: accuracy; Rec: balanced accuracy (mean per-class "
+                  "recall, the paper's macro recall); AUC: macro one-vs-rest ROC AUC. Each cell: mean ± sample "
+                  "standard deviation over the seeds (one seed: its value).",
+    "multilabel": "mAP: mean average precision over labels; CF1 / OF1: per-class and overall F1 at 0.5; AUC: "
+                  "macro ROC AUC. Each cell: mean ± sample standard deviation over the seeds (one seed: its value).",
+}
+
+
 def summarise(rows: list[dict], task: str = "multiclass", labels: dict[str, str] | None = None) -> tuple[list[dict], str]:
     """Mean and std over seeds per cell: (rows for CSV, markdown table in the layout of Table 2).
 
@@ -93,9 +102,10 @@ def summarise(rows: list[dict], task: str = "multiclass", labels: dict[str, str]
             values = np.array([float(r.get(key, math.nan)) for r in runs])
             mean, std = float(np.nanmean(values)), float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
-            cells_md.append(f"{mean:.4f} ± {std:.4f}")
+            cells_md.append(f"{mean:.4f} ± {std:.4f}" if len(values) > 1 else f"{mean:.4f}")
         table_rows.append(row)
         lines.append(f"| {labels.get(name, name)} | " + " | ".join(cells_md) + f" | {len(runs)} |")
+    lines += ["", LEGEND[task]]
     return table_rows, "\n".join(lines)
 
 

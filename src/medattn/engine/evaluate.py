@@ -19,7 +19,7 @@ from ..data.dataset import ImageDataset
 from ..metrics.multilabel import tune_thresholds
 from ..metrics.summary import compute_metrics, with_confidence_intervals
 from ..files import atomic_write_text
-from .inference import predict_proba
+from .inference import check_finite, predict_proba
 from .precision import Precision
 
 
@@ -66,7 +66,9 @@ def write_predictions_csv(path: str | Path, dataset: ImageDataset, probs: np.nda
 
 def write_prediction_rows(path: str | Path, ids: list[str], probs: np.ndarray, truth: np.ndarray,
                           class_names: list[str]) -> None:
-    """``image``, one probability column per class, then ``true_<class>`` columns; written atomically."""
+    """``image``, one probability column per class, then ``true_<class>`` columns; written atomically
+    (NaN or infinite probabilities are refused, see ``check_finite``)."""
+    check_finite(probs, ids)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(["image", *class_names, *[f"true_{c}" for c in class_names]])

@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import ImageDataset
+from ..errors import CheckpointError
 from ..data.transforms import to_float_batch
 from .precision import Precision
 
@@ -22,6 +23,16 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th (0..7) of the 8 rotations/reflections of a B x C x H x W batch (k = 0: identity)."""
     x = torch.rot90(x, k % 4, dims=(2, 3))
     return torch.flip(x, dims=(3,)) if k >= 4 else x
+
+
+def check_finite(probs: np.ndarray, ids: list[str]) -> None:
+    """Refuse probabilities that are NaN or infinite (a damaged checkpoint or a diverged run) before
+    they are written anywhere: one `CheckpointError` naming the first image and the count."""
+    bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+    if bad.size:
+        raise CheckpointError(f"the model gave NaN or infinite probabilities for {bad.size} of {len(probs)} images "
+                              f"(first: {ids[bad[0]]!r}); nothing was written: the checkpoint is damaged or the "
+                              f"training diverged")
 
 
 TTA_VIEWS = {"none": 1, "flip": 2, "dihedral": 8}  # number of views averaged

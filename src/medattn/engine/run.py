@@ -17,7 +17,7 @@ from ..config import Config, ConfigError
 from ..errors import RunError
 from ..models import MedAttnModel, create_model
 from ..files import atomic_write_text
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 
 
 @dataclass
@@ -87,7 +87,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     class_names, task = read_run_classes(run_dir)
     model = build_model(config, len(class_names), task, pretrained=False)
     state, _, _, _ = load_checkpoint(run_dir / checkpoint)
-    model.load_state_dict(state, strict=True)
+    load_model_state(model, state, run_dir / f"{checkpoint}.safetensors")
     model.to(device).eval()
     return Run(run_dir, config, class_names, task, model)
 

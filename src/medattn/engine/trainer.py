@@ -21,7 +21,7 @@ import torch
 from ..config import Config
 from ..data.batches import TrainBatches, epoch_seed
 from ..data.transforms import BatchAugment
-from ..errors import RunError, RunExistsError
+from ..errors import RunError, OutputExistsError
 from ..losses.classification import build_criterion
 from ..metrics.summary import compute_metrics, default_select_metric, metric_value
 from ..models.base import LossContext
@@ -96,7 +96,7 @@ class Trainer:
     def _check_run_dir(self) -> None:
         exists = (self.run_dir / "last.safetensors").exists() or (self.run_dir / "metrics.jsonl").exists()
         if exists and not self.resume:
-            raise RunExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
+            raise OutputExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
                                   f"another --out (nothing was overwritten)")
         if self.resume and not (self.run_dir / "last.safetensors").exists():
             raise RunError(f"--resume: {self.run_dir} has no last.safetensors to resume from "

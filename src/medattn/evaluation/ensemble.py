@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.run import read_run_classes
+from ..errors import DataError, RunError
 from .report import SplitPredictions, read_predictions
 
 
@@ -30,7 +31,7 @@ def read_member(run_dir: str | Path, split: str, tta: str = "none") -> tuple[Spl
     path = run_dir / f"predictions_{name}.csv"
     if not path.is_file():
         tta_flag = "" if tta == "none" else f" --tta {tta}"
-        raise FileNotFoundError(f"{path} is missing: run `medattn evaluate {run_dir} --split {split}{tta_flag}` first")
+        raise RunError(f"{path} is missing: run `medattn evaluate {run_dir} --split {split}{tta_flag}` first")
     return read_predictions(path, class_names, task), class_names
 
 
@@ -38,30 +39,35 @@ def average_predictions(run_dirs: list[str | Path], split: str, tta: str = "none
     """The members' mean probabilities on ``split``, rows in the first member's order.
 
     Returns (predictions with ``probs`` (N, K) averaged and the shared truth, class names). Raises
-    ValueError naming the member and the first image where classes, task, images or truth disagree.
+    `DataError` naming the member and the first image where classes, task, images or truth disagree.
     """
     if len(run_dirs) < 2:
-        raise ValueError(f"an ensemble needs at least two runs, got {len(run_dirs)}")
+        raise DataError(f"an ensemble needs at least two runs, got {len(run_dirs)}")
+    resolved = [Path(d).resolve() for d in run_dirs]
+    twice = sorted({str(d) for d in run_dirs if resolved.count(Path(d).resolve()) > 1})
+    if twice:
+        raise DataError(f"{twice[0]} is named more than once: an ensemble of a run with itself is that run, not an "
+                        f"ensemble; name each member once")
     first, class_names = read_member(run_dirs[0], split, tta)
     position = {image: i for i, image in enumerate(first.ids)}
     total = first.probs.astype(np.float64).copy()
     for run_dir in run_dirs[1:]:
         member, names = read_member(run_dir, split, tta)
         if names != class_names or member.task != first.task:
-            raise ValueError(f"{run_dir}: classes {names} ({member.task}) differ from {run_dirs[0]}'s "
+            raise DataError(f"{run_dir}: classes {names} ({member.task}) differ from {run_dirs[0]}'s "
                              f"{class_names} ({first.task})")
         missing = sorted(set(first.ids) - set(member.ids))
         extra = sorted(set(member.ids) - set(first.ids))
         if missing or extra:
             example = f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is not in {run_dirs[0]}"
-            raise ValueError(f"{run_dir}: its {split} images differ from {run_dirs[0]}'s: {example} "
+            raise DataError(f"{run_dir}: its {split} images differ from {run_dirs[0]}'s: {example} "
                              f"({len(missing)} missing, {len(extra)} extra)")
         order = np.array([position[image] for image in member.ids])
         truth = np.empty_like(member.onehot)
         truth[order] = member.onehot
         differs = ~np.all((truth == first.onehot) | (np.isnan(truth) & np.isnan(first.onehot)), axis=1)
         if differs.any():
-            raise ValueError(f"{run_dir}: the truth of image {first.ids[int(np.flatnonzero(differs)[0])]!r} differs "
+            raise DataError(f"{run_dir}: the truth of image {first.ids[int(np.flatnonzero(differs)[0])]!r} differs "
                              f"from {run_dirs[0]}'s ({int(differs.sum())} images differ)")
         total[order] += member.probs
     probs = total / len(run_dirs)

@@ -41,7 +41,10 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], title: str = ""
     k = len(class_names)
     rows = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-    side = max(3.2, 0.55 * k + 2.2)
+    # Long class names (seborrheic_keratosis) wrap at their underscores, so neighbouring labels never overlap.
+    labels = [str(n).replace("_", "\n") for n in class_names]
+    widest = max((len(line) for n in labels for line in n.split("\n")), default=1)
+    side = max(3.2, 0.55 * k + 2.2, 0.09 * widest * k + 1.6)
     fig = new_figure(side + 0.6, side)
     ax = fig.subplots()
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -49,8 +52,9 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], title: str = ""
         for j in range(k):
             ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7 if k > 6 else 8,
                     color="white" if share[i, j] > 0.55 else "#222")
-    ax.set_xticks(range(k), class_names, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center", fontsize=8)
-    ax.set_yticks(range(k), class_names, fontsize=8)
+    rotate = k > 4
+    ax.set_xticks(range(k), labels, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "Confusion matrix", fontsize=10)

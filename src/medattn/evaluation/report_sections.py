@@ -135,9 +135,13 @@ def robustness_section(result: dict, fig_dir: Path, stem: str) -> str:
              f"scale (seed {result['seed']}); 'flipped' = share of predictions that differ from the clean image's."]
     if result.get("background_note"):
         notes.append(f"Background conditions skipped: {H.esc(result['background_note'])}.")
+    caption = "Metrics and flipped predictions against the noise level"
+    if result.get("background"):
+        caption += f"; change of {H.esc(names[0])} and flipped predictions under the background conditions"
+    if result.get("shift"):
+        caption += f"; change of {H.esc(names[0])} on the shifted split"
     return (H.table(["condition", *names, "flipped"], rows) + "".join(H.note(n) for n in notes)
-            + H.figure(png, "Metrics and flipped predictions against the noise level; change of "
-                       f"{H.esc(names[0])} under the background conditions.", "robustness plot"))
+            + H.figure(png, caption + ".", "robustness plot"))
 
 
 _SALIENCY_GROUPS = [("convex_hull", "convex hull of the map", [("dice", "Dice"), ("iou", "IoU"),

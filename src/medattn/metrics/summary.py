@@ -30,9 +30,14 @@ ISIC_SCORE_HEADLINE = ["balanced_accuracy", "accuracy", "macro_f1", "macro_auc",
 """Headline of ``medattn score`` on the ISIC 2018/2019 layout (one column per category)."""
 
 
+ISIC2017_CLASSES = (*ISIC2017_TASKS, "nevus")
+
+
 def is_isic2017(class_names: Sequence[str]) -> bool:
-    """Whether a multi-class set also gets the ISIC 2017 binary tasks (it has both task classes)."""
-    return set(ISIC2017_TASKS) <= set(class_names)
+    """Whether a multi-class set is the ISIC 2017 Part 3 problem (exactly melanoma, seborrheic keratosis
+    and nevus), which also gets the challenge's two binary tasks. Other sets that merely contain
+    melanoma and SK (the synthetic set, HAM10000 mapped classes) do not."""
+    return set(class_names) == set(ISIC2017_CLASSES)
 
 
 def headline_names(task: str, metrics: dict | Sequence[dict] = ()) -> list[str]:
