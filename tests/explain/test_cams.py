@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import medattn
 from medattn.engine.precision import Precision
 from medattn.explain import cam_extractor, compute_cams
+from saliency_reference import library_cams
 
 
 @pytest.fixture(scope="module")
@@ -109,30 +110,6 @@ def test_bad_method_and_class_are_reported(model):
 
 
 # ------------------------------------------------- shared passes against the library's own per-method calls
-
-def library_cams(model, x, targets, methods, precision=None):
-    """Reference: each method through pytorch-grad-cam's own call (its forward and full backward),
-    as `compute_cams` did before the methods shared one pass."""
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    from medattn.explain.cams import CLASS_AGNOSTIC, _rounds
-
-    precision = precision or Precision(x.device, None)
-    out = [{} for _ in range(len(x))]
-    for method in methods:
-        with cam_extractor(model, method) as cam, torch.enable_grad():
-            if method in CLASS_AGNOSTIC:
-                rounds = [(list(range(len(x))), [int(t[0]) if len(t) else 0 for t in targets])]
-            else:
-                rounds = list(_rounds(targets))
-            for rows, classes in rounds:
-                with precision.autocast():
-                    maps = cam(input_tensor=x[rows], targets=[ClassifierOutputTarget(c) for c in classes])
-                cam.outputs = None
-                for row, cls, m in zip(rows, classes, maps):
-                    out[row][(method, None if method in CLASS_AGNOSTIC else cls)] = np.asarray(m, np.float32)
-    return out
-
 
 def assert_same_maps(got, want):
     for g, w in zip(got, want):

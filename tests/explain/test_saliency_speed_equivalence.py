@@ -1,107 +1,15 @@
-"""The fast saliency metrics give the numbers of the straightforward implementations, exactly.
-
-The references below are the first implementation of `medattn.metrics.saliency` (before the mask was
-prepared once per image, distances came from KD-trees, SSIM shared its window means and the hull was
-filled row by row), kept here verbatim: distance transforms over the whole image, skimage's
-`structural_similarity`, and the hull's half-plane test on every pixel of its bounding box.
-"""
+"""The fast saliency metrics give the numbers of the straightforward implementations (the first
+implementation, kept in saliency_reference.py), bit for bit, on maps and masks like the real ones."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from saliency_reference import (ref_fill_convex_hull, ref_hd95, ref_pointing_game, ref_score_map, ref_ssim,
+                                ref_surface_distances)
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
-from skimage.draw import line
-from skimage.metrics import structural_similarity
 
-from medattn.metrics.saliency import (MaskReference, binarize_otsu, boundary, diagonal, dice, energy_inside,
-                                      fill_convex_hull, hd95, iou, pointing_game, score_map, score_rows, ssim,
-                                      surface_distances)
-
-# ----------------------------------------------------------------------------- reference implementations
-
-
-def ref_fill_convex_hull(region: np.ndarray) -> np.ndarray:
-    region = np.asarray(region, bool)
-    pts = np.argwhere(region)
-    if len(pts) == 0:
-        return np.zeros(region.shape, bool)
-    centred = pts - pts.mean(axis=0)
-    if len(pts) < 3 or np.linalg.matrix_rank(centred.astype(np.float64)) < 2:
-        return ref_segment(region, pts)
-    try:
-        hull = ConvexHull(pts)
-    except QhullError:
-        return ref_segment(region, pts)
-    (r0, c0), (r1, c1) = pts.min(axis=0), pts.max(axis=0)
-    rr, cc = np.mgrid[r0:r1 + 1, c0:c1 + 1]
-    grid = np.stack([rr.ravel(), cc.ravel()], axis=1).astype(np.float64)
-    inside = (grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9).all(axis=1)
-    out = np.zeros(region.shape, bool)
-    out[r0:r1 + 1, c0:c1 + 1] = inside.reshape(rr.shape)
-    return out | region
-
-
-def ref_segment(region: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    out = region.copy()
-    if len(pts) > 1:
-        direction = pts[-1] - pts[0]
-        t = pts @ direction
-        a, b = pts[np.argmin(t)], pts[np.argmax(t)]
-        out[line(int(a[0]), int(a[1]), int(b[0]), int(b[1]))] = True
-    return out
-
-
-def ref_binarize_convex_hull(saliency: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    s = np.asarray(saliency, np.float64)
-    if s.max() <= 0:
-        return np.zeros(s.shape, bool)
-    return ref_fill_convex_hull(s >= threshold)
-
-
-def ref_surface_distances(pred, ref):
-    bp, br = boundary(pred), boundary(ref)
-    return ndimage.distance_transform_edt(~br)[bp], ndimage.distance_transform_edt(~bp)[br]
-
-
-def ref_hd95(pred, ref, percentile=95.0):
-    a, b = np.asarray(pred) != 0, np.asarray(ref) != 0
-    if not a.any() and not b.any():
-        return 0.0
-    if not a.any() or not b.any():
-        return diagonal(a.shape)
-    d_ab, d_ba = ref_surface_distances(a, b)
-    return float(np.percentile(np.concatenate([d_ab, d_ba]), percentile))
-
-
-def ref_ssim(saliency, mask):
-    s, m = np.asarray(saliency, np.float64), np.asarray(mask) != 0
-    win = min(7, min(s.shape) - (1 - min(s.shape) % 2))
-    return float(structural_similarity(s, m.astype(np.float64), data_range=1.0, win_size=win))
-
-
-def ref_pointing_game(saliency, mask, tolerance=0.0):
-    s, m = np.asarray(saliency, np.float64), np.asarray(mask) != 0
-    if s.max() <= s.min() or not m.any():
-        return 0.0
-    r, c = np.unravel_index(int(np.argmax(s)), s.shape)
-    if tolerance <= 0:
-        return float(m[r, c])
-    return float(ndimage.distance_transform_edt(~m)[r, c] <= tolerance)
-
-
-def ref_score_map(saliency, mask, hull_threshold=0.5, pointing_tolerance=0.0):
-    s, m = np.asarray(saliency, np.float64), np.asarray(mask) != 0
-    continuous = {"ssim": ref_ssim(s, m), "pointing_game": ref_pointing_game(s, m, pointing_tolerance),
-                  "energy_inside": energy_inside(s, m)}
-    binary = {"otsu": binarize_otsu(s), "convex_hull": ref_binarize_convex_hull(s, hull_threshold)}
-    out = {}
-    for name, b in binary.items():
-        h = ref_hd95(b, m)
-        out[name] = {"dice": dice(b, m), "iou": iou(b, m), "hd95_px": h, "hd95_pct": 100.0 * h / diagonal(m.shape),
-                     "ssim_binary": ref_ssim(b.astype(np.float64), m), **continuous}
-    return out
-
+from medattn.metrics.saliency import (MaskReference, fill_convex_hull, hd95, pointing_game, score_map, score_rows,
+                                      ssim, surface_distances)
 
 # ----------------------------------------------------------------------------- inputs like the real ones
 

@@ -29,6 +29,7 @@ from pytorch_grad_cam import (AblationCAM, AblationLayer, EigenCAM, GradCAM, Gra
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.find_layers import replace_layer_recursive
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from ..engine.precision import Precision
@@ -124,8 +125,11 @@ def maps_from_layer(method: str, model: nn.Module, layer: nn.Module, x: Tensor, 
     cam.activations_and_grads.release()  # its hooks are not needed: the activations are given
     cam.activations_and_grads.activations = [activations]
     cam.activations_and_grads.gradients = [] if gradients is None else [gradients]
-    per_layer = cam.compute_cam_per_layer(x, [ClassifierOutputTarget(int(c)) for c in classes], False)
-    return cam.aggregate_multi_layers(per_layer)
+    # One BLAS thread: EigenCAM's SVDs (one small matrix per image) ran 60 times slower with OpenBLAS's
+    # threads waiting on each other on a busy 2-core machine; the numbers are the same (tests/explain).
+    with threadpool_limits(limits=1, user_api="blas"):
+        per_layer = cam.compute_cam_per_layer(x, [ClassifierOutputTarget(int(c)) for c in classes], False)
+        return cam.aggregate_multi_layers(per_layer)
 
 
 def _check_targets(model: nn.Module, x: Tensor, targets: Sequence[Sequence[int]]) -> None:
