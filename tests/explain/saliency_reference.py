@@ -2,7 +2,7 @@
 
 The metric functions are the first implementation of `medattn.metrics.saliency` (before the mask was
 prepared once per image, distances came from KD-trees, SSIM shared its window means and the hull was
-filled row by row), kept verbatim: distance transforms over the whole image, skimage's
+filled row by row), kept verbatim (``_segment``, unchanged, is the library's): distance transforms over the whole image, skimage's
 `structural_similarity`, and the hull's half-plane test on every pixel of its bounding box.
 ``library_cams`` runs each CAM method through pytorch-grad-cam's own call (its forward and full
 backward pass), and ``reference_rows`` is the whole of `medattn saliency` before CAMs shared a pass.
@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
-from skimage.draw import line
 from skimage.metrics import structural_similarity
 
 from medattn.engine.inference import probabilities
@@ -21,7 +20,7 @@ from medattn.engine.precision import Precision
 from medattn.explain import cam_extractor, native_maps, select_targets
 from medattn.explain.cams import CLASS_AGNOSTIC, _rounds
 from medattn.explain.maps import cam_map_name
-from medattn.metrics.saliency import binarize_otsu, boundary, diagonal, dice, energy_inside, iou
+from medattn.metrics.saliency import _segment, binarize_otsu, boundary, diagonal, dice, energy_inside, iou
 
 
 def ref_fill_convex_hull(region: np.ndarray) -> np.ndarray:
@@ -31,11 +30,11 @@ def ref_fill_convex_hull(region: np.ndarray) -> np.ndarray:
         return np.zeros(region.shape, bool)
     centred = pts - pts.mean(axis=0)
     if len(pts) < 3 or np.linalg.matrix_rank(centred.astype(np.float64)) < 2:
-        return ref_segment(region, pts)
+        return _segment(region, pts)
     try:
         hull = ConvexHull(pts)
     except QhullError:
-        return ref_segment(region, pts)
+        return _segment(region, pts)
     (r0, c0), (r1, c1) = pts.min(axis=0), pts.max(axis=0)
     rr, cc = np.mgrid[r0:r1 + 1, c0:c1 + 1]
     grid = np.stack([rr.ravel(), cc.ravel()], axis=1).astype(np.float64)
@@ -43,16 +42,6 @@ def ref_fill_convex_hull(region: np.ndarray) -> np.ndarray:
     out = np.zeros(region.shape, bool)
     out[r0:r1 + 1, c0:c1 + 1] = inside.reshape(rr.shape)
     return out | region
-
-
-def ref_segment(region: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    out = region.copy()
-    if len(pts) > 1:
-        direction = pts[-1] - pts[0]
-        t = pts @ direction
-        a, b = pts[np.argmin(t)], pts[np.argmax(t)]
-        out[line(int(a[0]), int(a[1]), int(b[0]), int(b[1]))] = True
-    return out
 
 
 def ref_binarize_convex_hull(saliency: np.ndarray, threshold: float = 0.5) -> np.ndarray:

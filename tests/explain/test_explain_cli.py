@@ -13,11 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-import medattn
 from medattn.cli import main
-from medattn.config import load_config
 from medattn.data import DataError, ImageDataset
-from medattn.engine.run import save_run
 from medattn.explain import explain_batch, iter_explanations, load_npz, save_npz, save_overlay, select_targets
 from medattn.models.base import MedAttnModel
 
@@ -128,19 +125,7 @@ def test_memory_stays_flat_over_500_images(tiny, tmp_path):
 
 # ----------------------------------------------------------------------------- commands end to end
 
-CLASSES = ["nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    cfg = load_config(overrides=["model.name=biigma", "model.backbone=resnet10t", "model.pretrained=false",
-                                 "data.image_size=64", "data.options.n_test=5", "data.options.n_train=4",
-                                 "data.options.n_val=4"])
-    torch.manual_seed(0)
-    model = medattn.create_model("biigma", backbone="resnet10t", pretrained=False, num_classes=4)
-    path = tmp_path_factory.mktemp("run")
-    save_run(path, model, cfg, CLASSES, "multiclass")
-    return path
+CLASSES = ["nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"]  # run_dir's (conftest.py)
 
 
 def _write_images(folder, n, size=80):

@@ -1,4 +1,4 @@
-"""benchmarks/saliency_speed.py end to end on a tiny saved run: two real worker processes, the old code
+"""benchmarks/saliency_speed.py end to end on a tiny saved run (conftest.py): two real worker processes, the old code
 exported from git, alternating chunks, the rows compared, the timings broken down."""
 from __future__ import annotations
 
@@ -9,35 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-import medattn
-from medattn.config import load_config
-from medattn.engine.run import save_run
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "saliency_speed.py"
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    cfg = load_config(overrides=["model.name=baseline", "model.backbone=resnet10t", "model.pretrained=false",
-                                 "data.image_size=48", "data.options.n_test=4", "data.options.n_train=4",
-                                 "data.options.n_val=4"])
-    torch.manual_seed(0)
-    model = medattn.create_model("baseline", backbone="resnet10t", pretrained=False, num_classes=4)
-    path = tmp_path_factory.mktemp("run")
-    save_run(path, model, cfg, ["nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"], "multiclass")
-    return path
-
-
-def test_benchmark_times_both_implementations_and_compares_their_rows(tiny_run, tmp_path):
+def test_benchmark_times_both_implementations_and_compares_their_rows(run_dir, tmp_path):
     if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
         pytest.skip("not a git checkout: the reference code is exported with git archive")
     result = tmp_path / "bench.json"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tiny_run), "--data-format", "synthetic", "--limit", "4",
-                           "--batch-size", "2", "--chunk", "2", "--bootstrap", "20", "--reference-commit", "HEAD",
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(run_dir), "--data-format", "synthetic", "--limit", "4",
+                           "--split", "test", "--batch-size", "2", "--chunk", "2", "--bootstrap", "20", "--reference-commit", "HEAD",
                            "--result", str(result)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(result.read_text())
@@ -54,7 +37,7 @@ def test_benchmark_times_both_implementations_and_compares_their_rows(tiny_run, 
     assert "speed-up" in proc.stdout and "rows identical: True" in proc.stdout
 
 
-def test_benchmark_refuses_chunks_that_split_batches(tiny_run):
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tiny_run), "--batch-size", "4", "--chunk", "6"],
+def test_benchmark_refuses_chunks_that_split_batches(run_dir):
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(run_dir), "--batch-size", "4", "--chunk", "6"],
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
     assert proc.returncode == 2 and "--chunk 6 must be a multiple of --batch-size 4" in proc.stderr
