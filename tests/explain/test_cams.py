@@ -123,7 +123,9 @@ def test_shared_pass_gives_the_library_maps_bit_for_bit_for_every_model(name):
     torch.manual_seed(0)
     net = medattn.create_model(name, backbone="resnet10t", pretrained=False, num_classes=3).eval()
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
-    methods = ["gradcam", "gradcam++", "eigencam", "xgradcam", "hirescam", "layercam"]
+    methods = ["gradcam", "gradcam++", "eigencam"]
+    if name == "baseline":  # the other methods that share the pass, on one model
+        methods += ["xgradcam", "hirescam", "layercam"]
     for targets in ([[2], [0], [1]], [[0, 2], [1], []]):  # one round; rounds that leave images out
         assert_same_maps(compute_cams(net, x, targets, methods), library_cams(net, x, targets, methods))
     assert hooks_left(net) == 0

@@ -166,13 +166,14 @@ class MaskReference:
 
     Attributes:
         mask: H x W bool; ``points``: its boundary pixels (n x 2 row, column), ``tree`` a KD-tree
-        of them (None for an empty mask); ``mean``: the mask's SSIM window means (H x W float64).
+        of them (None for an empty mask); ``mean``: the mask's SSIM window means (H x W float64;
+        None under 3 x 3 pixels).
     """
 
     mask: np.ndarray
     points: np.ndarray
     tree: cKDTree | None
-    mean: np.ndarray
+    mean: np.ndarray | None
     _distance: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
