@@ -215,3 +215,25 @@ def test_resume_with_nothing_to_resume_is_one_line(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     err = one_line_error(capsys, "train", "--resume", "--out", str(tmp_path / "half"))
     assert "is not a run directory" in err
+
+
+def test_saliency_scores_only_the_images_with_a_mask_when_asked(isic_run, tmp_path, capsys):
+    from readers_testkit import write_mask
+
+    root, run = isic_run
+    run = _copy_run(run, tmp_path / "run")
+    masks = tmp_path / "masks" / "ISIC-2017_Test_v2_Part1_GroundTruth"
+    ids = sorted(p.stem for p in (root / "ISIC-2017_Test_v2_Data").glob("ISIC_*[0-9].jpg"))
+    for i in ids[:4]:  # 4 of the 6 test images have a mask
+        write_mask(masks / f"{i}_segmentation.png")
+    args = ["saliency", str(run), "--cams", "gradcam", "--bootstrap", "0", "--set", "data.options.masks=true",
+            "--set", f"data.options.mask_dir={tmp_path / 'masks'}"]
+    err = one_line_error(capsys, *args)
+    assert "missing mask file" in err and "masks=available" in err
+    err = one_line_error(capsys, *args[:-4], "--set", "data.options.masks=available",
+                         "--set", f"data.options.mask_dir={tmp_path / 'masks'}")
+    assert "2 of 6 images have no lesion mask" in err and "--only-with-masks" in err
+    assert main([*args, "--only-with-masks"]) == 0
+    assert "2 of 6 images have no lesion mask and are left out" in capsys.readouterr().err
+    summary = json.loads((run / "saliency_test.json").read_text())  # masks add annotations: the run's own data
+    assert summary["n_images"] == 6 and summary["n_scored"] == 4 and sorted(summary["left_out_without_mask"]) == ids[4:]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import medattn
 from medattn.engine.precision import Precision
 from medattn.explain import cam_extractor, compute_cams
+from saliency_reference import library_cams
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,61 @@ def test_bad_method_and_class_are_reported(model):
         compute_cams(model, x, [[0], [3, 5]], methods=["gradcam"])
     with pytest.raises(ValueError, match="2 images but 1 target lists"):
         compute_cams(model, x, [[0]], methods=["gradcam"])
+
+
+# ------------------------------------------------- shared passes against the library's own per-method calls
+
+def assert_same_maps(got, want):
+    for g, w in zip(got, want):
+        assert list(g) == list(w)  # same keys in the same order
+        for key in w:
+            np.testing.assert_array_equal(g[key], w[key], err_msg=str(key))
+
+
+@pytest.mark.parametrize("name", medattn.list_models())
+def test_shared_pass_gives_the_library_maps_bit_for_bit_for_every_model(name):
+    torch.manual_seed(0)
+    net = medattn.create_model(name, backbone="resnet10t", pretrained=False, num_classes=3).eval()
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    methods = ["gradcam", "gradcam++", "eigencam"]
+    if name == "baseline":  # the other methods that share the pass, on one model
+        methods += ["xgradcam", "hirescam", "layercam"]
+    for targets in ([[2], [0], [1]], [[0, 2], [1], []]):  # one round; rounds that leave images out
+        assert_same_maps(compute_cams(net, x, targets, methods), library_cams(net, x, targets, methods))
+    assert hooks_left(net) == 0
+    assert all(p.grad is None and p.requires_grad for p in net.parameters())
+
+
+def test_shared_pass_matches_the_library_under_bf16(model):
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    bf16 = Precision(torch.device("cpu"), torch.bfloat16)
+    methods = ["gradcam", "gradcam++", "eigencam"]
+    assert_same_maps(compute_cams(model, x, [[1], [2]], methods, precision=bf16),
+                     library_cams(model, x, [[1], [2]], methods, precision=bf16))
+
+
+def test_layer_pass_logits_activations_and_gradients_are_the_full_passes(model):
+    from medattn.explain.layer_pass import layer_pass
+
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    store = {}
+    handle = model.cam_layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    try:
+        logits = model(x)  # parameters require grad: the whole graph is recorded
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[0, 1] + logits[1, 0], store["a"])
+    p = layer_pass(model, x)
+    assert torch.equal(p.logits, logits.detach()) and torch.equal(p.activations, store["a"].detach())
+    assert torch.equal(p.gradients([1, 0]), grad)
+    with pytest.raises(ValueError, match="2 images but 1 classes"):
+        p.gradients([1])
+    assert hooks_left(model) == 0 and all(q.requires_grad for q in model.parameters())
+
+
+def test_layer_pass_refuses_a_layer_that_does_not_run(model):
+    from medattn.explain.layer_pass import layer_pass
+
+    with pytest.raises(ValueError, match=r"ran 0 times in one forward pass .* exactly once"):
+        layer_pass(model, torch.rand(1, 3, 32, 32), layer=torch.nn.Conv2d(3, 3, 1))
+    assert hooks_left(model) == 0 and all(q.requires_grad for q in model.parameters())

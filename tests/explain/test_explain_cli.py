@@ -13,11 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-import medattn
 from medattn.cli import main
-from medattn.config import load_config
 from medattn.data import DataError, ImageDataset
-from medattn.engine.run import save_run
 from medattn.explain import explain_batch, iter_explanations, load_npz, save_npz, save_overlay, select_targets
 from medattn.models.base import MedAttnModel
 
@@ -127,19 +124,7 @@ def test_memory_stays_flat_over_500_images(tiny, tmp_path):
 
 # ----------------------------------------------------------------------------- commands end to end
 
-CLASSES = ["nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    cfg = load_config(overrides=["model.name=biigma", "model.backbone=resnet10t", "model.pretrained=false",
-                                 "data.image_size=64", "data.options.n_test=5", "data.options.n_train=4",
-                                 "data.options.n_val=4"])
-    torch.manual_seed(0)
-    model = medattn.create_model("biigma", backbone="resnet10t", pretrained=False, num_classes=4)
-    path = tmp_path_factory.mktemp("run")
-    save_run(path, model, cfg, CLASSES, "multiclass")
-    return path
+CLASSES = ["nevus", "melanoma", "seborrheic_keratosis", "basal_cell_carcinoma"]  # run_dir's (conftest.py)
 
 
 def _write_images(folder, n, size=80):
@@ -221,6 +206,32 @@ def test_saliency_command_scores_every_map_against_the_masks(run_dir, tmp_path):
     assert node["otsu"]["dice"]["mean"] == pytest.approx(np.mean(dice))
     assert node["otsu"]["dice"]["ci95"][0] <= node["otsu"]["dice"]["mean"] <= node["otsu"]["dice"]["ci95"][1]
     assert set(node["continuous"]) == {"ssim", "pointing_game", "energy_inside"}
+
+
+def test_saliency_command_writes_the_numbers_of_the_reference_pipeline(run_dir, tmp_path):
+    """The CSV of `medattn saliency` (CAMs sharing one pass, masks prepared once) holds, value for value,
+    what the straightforward pipeline gives: a forward for the probabilities, one pytorch-grad-cam call
+    per method, the reference metrics of saliency_reference.py."""
+    import argparse
+
+    from saliency_reference import reference_rows
+
+    from medattn.commands._common import load_run_and_split
+
+    out = tmp_path / "sal.json"
+    assert main(["saliency", str(run_dir), "--data-format", "synthetic", "--split", "test", "--bootstrap", "0",
+                 "--batch-size", "2", "--out", str(out)]) == 0
+    with open(out.with_suffix(".csv")) as f:
+        got = list(csv.DictReader(f))
+    args = argparse.Namespace(run_dir=str(run_dir), checkpoint="best", data_format="synthetic", data_root=None,
+                              overrides=[], split="test")
+    run, _, data = load_run_and_split(args)
+    assert all(data.masks[i].any() for i in range(len(data)))  # every image is scored
+    want = reference_rows(run.model, [data.images[i] for i in range(len(data))], list(data.ids), data.masks,
+                          task=run.task, class_names=run.class_names, methods=["gradcam", "gradcam++", "eigencam"],
+                          batch_size=2)
+    assert len(got) == len(want) == 5 * len({r["map"] for r in want}) * 2
+    assert [{k: str(v) for k, v in r.items()} for r in want] == got  # the CSV's text: every digit
 
 
 def test_saliency_mask_checks_and_per_class_references():

@@ -84,17 +84,23 @@ def load_run_and_split(args, device=None):
     return run, cfg, read_run_split(run, cfg, args.split)
 
 
+SAME_DATA_OPTIONS = ("masks", "mask_dir", "max_pixels", "cache", "num_workers", "progress", "storage")
+
+
 def results_stem(run, cfg, split: str) -> str:
     """The name a command's results on ``split`` get: the split itself on the run's own data, else
     ``<split>_<format>-<root folder>-<hash of the data settings>``, so results on other data never
-    replace the run's own."""
+    replace the run's own. Options that add annotations or change how files are decoded, not which
+    images and labels a split holds (masks, mask_dir, max_pixels, cache, ...), do not count."""
     import hashlib
 
-    own, asked = run.config.data, cfg.data
-    if (own.format, own.root, own.options) == (asked.format, asked.root, asked.options):
+    def identity(d) -> tuple:
+        return d.format, d.root, {k: v for k, v in d.options.items() if k not in SAME_DATA_OPTIONS}
+
+    if identity(run.config.data) == identity(cfg.data):
         return split
-    digest = hashlib.sha256(json.dumps([asked.format, asked.root, asked.options], sort_keys=True,
-                                       default=str).encode()).hexdigest()[:6]
+    asked = cfg.data
+    digest = hashlib.sha256(json.dumps(identity(asked), sort_keys=True, default=str).encode()).hexdigest()[:6]
     folder = Path(asked.root).name if asked.root else "data"
     return f"{split}_{asked.format}-{folder}-{digest}"
 

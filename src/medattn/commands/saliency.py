@@ -17,6 +17,7 @@ import numpy as np
 
 from .explain import cam_list
 
+from ..errors import DataError
 from ._common import add_run_data_arguments
 
 NAME = "saliency"
@@ -27,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cams", default="gradcam,gradcam++,eigencam", type=cam_list,
                    help="comma-separated CAM methods (default gradcam,gradcam++,eigencam; '' for none)")
     p.add_argument("--no-native", action="store_true", help="leave out the model's native attention maps")
+    p.add_argument("--only-with-masks", action="store_true",
+                   help="score only the images that have a lesion mask (e.g. 529 of the 600 ISIC 2017 test images): the "
+                        "reader's masks option becomes 'available' and the count left out is reported")
     p.add_argument("--explain-class", choices=("predicted", "true"), default="predicted",
                    help="class the CAMs explain: the predicted one (default) or the true label(s)")
     p.add_argument("--hull-threshold", type=float, default=0.5,
@@ -64,8 +68,6 @@ def explain_targets(dataset, explain_class: str) -> list[list[int]] | None:
         rows = [[int(c)] if c >= 0 else [] for c in dataset.targets]
     missing = [dataset.ids[i] for i, r in enumerate(rows) if not r]
     if missing:
-        from ..data import DataError
-
         raise DataError(f"--explain-class true needs a positive label for every image; image {missing[0]!r} has "
                         f"none ({len(missing) - 1} more)")
     return rows
@@ -73,8 +75,6 @@ def explain_targets(dataset, explain_class: str) -> list[list[int]] | None:
 
 def check_masks(dataset) -> None:
     """One clear error when the split has no masks or masks of the wrong size."""
-    from ..data import DataError
-
     if dataset.masks is None:
         raise DataError(f"{dataset.source or 'the data'} has no lesion masks; `medattn saliency` needs a data set "
                         f"with masks (e.g. isic2017/isic2018 with masks, or synthetic)")
@@ -87,14 +87,29 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.precision import Precision, resolve_device
     from ..explain import iter_explanations
     from ..metrics.saliency import score_rows, summarize_rows
-    from ._common import dump_json, load_run_and_split
+    from ..engine.run import read_run_config
+    from ._common import dump_json, load_run_and_split, refuse_existing, results_stem
 
     methods = args.cams
     device = resolve_device(args.device)
-    run, _, dataset = load_run_and_split(args, device)
+    if args.only_with_masks and ("masks" in read_run_config(args.run_dir).data.options
+                                 or any(o.startswith("data.options.masks=") for o in args.overrides)):
+        args.overrides = [*args.overrides, "data.options.masks=available"]
+    run, cfg, dataset = load_run_and_split(args, device)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"saliency_{results_stem(run, cfg, args.split)}.json"
+    csv_path = Path(args.csv) if args.csv else out.with_suffix(".csv")
+    refuse_existing([out, csv_path], args.overwrite)
     if args.limit:
         dataset = dataset.subset(np.arange(min(args.limit, len(dataset))))
     check_masks(dataset)
+    without = [dataset.ids[i] for i in np.flatnonzero(~dataset.has_mask)]
+    if without and not args.only_with_masks:
+        raise DataError(f"{len(without)} of {len(dataset)} images have no lesion mask (e.g. {without[0]!r}); pass "
+                        f"--only-with-masks to score the others")
+    if without:
+        print(f"medattn saliency: {len(without)} of {len(dataset)} images have no lesion mask and are left out of "
+              f"the scores, e.g. {without[0]!r}", file=sys.stderr)
+        dataset = dataset.subset(dataset.has_mask)
     targets = explain_targets(dataset, args.explain_class)
     empty = [i for i in range(len(dataset)) if not dataset.masks[i].any()]
     keep = np.setdiff1d(np.arange(len(dataset)), empty)
@@ -106,22 +121,21 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     explanations = iter_explanations(
-        run.model, scored.images, scored.ids, batch_size=args.batch_size, targets=targets, task=run.task,
+        run.model, scored.images, scored.ids, batch_size=args.batch_size, targets=targets, task=run.task, desc="saliency",
         class_names=run.class_names, methods=methods, native=not args.no_native,
         precision=Precision.resolve(args.precision, device))
     for i, e in enumerate(explanations):
         refs = reference_masks(scored.masks, i, e.map_classes)
         rows.extend(score_rows(e.image_id, e.maps, refs, args.hull_threshold, args.pointing_tolerance))
 
-    out = Path(args.out) if args.out else Path(args.run_dir) / f"saliency_{args.split}.json"
-    csv_path = Path(args.csv) if args.csv else out.with_suffix(".csv")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["image_id", "map", "binarization"])
         writer.writeheader()
         writer.writerows(rows)
     summary = {
-        "run_dir": str(args.run_dir), "split": args.split, "n_images": len(dataset), "n_scored": len(scored),
+        "run_dir": str(args.run_dir), "split": args.split, "n_images": len(dataset) + len(without),
+        "n_scored": len(scored), "left_out_without_mask": without,
         "skipped_empty_mask": [dataset.ids[i] for i in empty], "explain_class": args.explain_class,
         "hull_threshold": args.hull_threshold, "pointing_tolerance": args.pointing_tolerance,
         "bootstrap": args.bootstrap, "maps": summarize_rows(rows, args.bootstrap, args.seed),

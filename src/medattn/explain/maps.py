@@ -26,7 +26,8 @@ from ..data.transforms import to_float_batch
 from ..engine.inference import probabilities
 from ..engine.precision import Precision
 from ..layers.map_scaling import normalize_maps
-from .cams import CLASS_AGNOSTIC, DEFAULT_METHODS, compute_cams
+from .cams import CLASS_AGNOSTIC, DEFAULT_METHODS, FROM_LAYER, compute_cams
+from .layer_pass import layer_pass
 
 
 @dataclass
@@ -117,15 +118,22 @@ def explain_batch(model: nn.Module, images: np.ndarray, *, task: str, class_name
     model.eval()
     try:
         x = to_float_batch(images).to(device)
-        with torch.no_grad(), precision.autocast():
-            probs = probabilities(model(x), task).double().cpu().numpy()
+        first = None
+        if any(m in FROM_LAYER for m in methods):  # one forward gives the probabilities and the CAMs
+            first = layer_pass(model, x, precision=precision)
+            logits = first.logits
+        else:
+            with torch.no_grad(), precision.autocast():
+                logits = model(x)
+        probs = probabilities(logits, task).double().cpu().numpy()
         if targets is None:
             targets = select_targets(probs, task, classes, threshold)
         elif len(targets) != len(images):
             raise ValueError(f"{len(images)} images but {len(targets)} target lists")
         per_class = task == "multilabel" or any(len(t) != 1 for t in targets)
         attn = native_maps(model, x, precision) if native else {}
-        cams = compute_cams(model, x, targets, methods, precision=precision, batch_size=cam_batch_size) if methods else [{} for _ in ids]
+        cams = (compute_cams(model, x, targets, methods, precision=precision, batch_size=cam_batch_size,
+                             first_pass=first) if methods else [{} for _ in ids])
     finally:
         model.train(was_training)
     out = []
@@ -141,7 +149,7 @@ def explain_batch(model: nn.Module, images: np.ndarray, *, task: str, class_name
 
 
 def iter_explanations(model: nn.Module, images: Sequence[np.ndarray], ids: Sequence[str], *, batch_size: int = 16,
-                      progress: bool = True, targets: Sequence[Sequence[int]] | None = None,
+                      progress: bool = True, targets: Sequence[Sequence[int]] | None = None, desc: str = "explain",
                       **kwargs) -> Iterator[Explanation]:
     """``explain_batch`` over a (possibly lazy) sequence of H x W x 3 uint8 images, in batches.
 
@@ -153,7 +161,7 @@ def iter_explanations(model: nn.Module, images: Sequence[np.ndarray], ids: Seque
         raise ValueError(f"{len(images)} images but {len(ids)} ids")
     if targets is not None and len(targets) != len(images):
         raise ValueError(f"{len(images)} images but {len(targets)} target lists")
-    with tqdm(total=len(images), desc="explain", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(images), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
             batch = np.stack([images[i] for i in range(start, stop)])
