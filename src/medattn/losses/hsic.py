@@ -90,17 +90,34 @@ def hsic(k: Tensor, l: Tensor) -> Tensor:
     return (center_kernel(k) * l).sum(dim=(-2, -1)) / (n * n)
 
 
-def hsic_matrix(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0) -> Tensor:
-    """HSIC_b(i, j) for every image and pair of heads: N heads B x C x h x w -> B x N x N (float32).
+def head_kernels(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0, relative: bool = False) -> Tensor:
+    """The Gaussian kernel of every head and image: N heads B x C x h x w -> B x N x n x n (float32).
 
-    Uses tr(K H L H) = <K, L>_F - (2/n) <K1, L1> + (1'K1)(1'L1)/n^2, so the centred kernels are
-    never formed: one B x N x n^2 by B x n^2 x N product gives every pair's <K_i, K_j>_F.
-    Under autocast the kernels are still computed in float32.
+    ``relative=True``: the bandwidth is ``sigma / 2`` times the median distance between the points of
+    each image and head (detached), so sigma = 2 is the median heuristic and the kernel carries
+    information at any feature scale. Under autocast the kernels are still computed in float32.
     """
     with torch.autocast(device_type=_device_type(heads), enabled=False):
         x = _points(heads)  # N x B x n x C
-        n_heads, b, n = x.shape[0], x.shape[1], x.shape[2]
-        k = gaussian_kernel(x, sigma).transpose(0, 1)  # B x N x n x n
+        if not relative:
+            return gaussian_kernel(x, sigma).transpose(0, 1)
+        if isinstance(sigma, str):
+            raise ValueError("a relative bandwidth needs a number sigma (the median heuristic is sigma = 2)")
+        d = pairwise_sq_dists(x)
+        width = (float(sigma) / 2.0) * median_sigma(d)
+        return torch.exp(-d / (2.0 * width * width)).transpose(0, 1)
+
+
+def hsic_matrix(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0, relative: bool = False) -> Tensor:
+    """HSIC_b(i, j) for every image and pair of heads: N heads B x C x h x w -> B x N x N (float32).
+
+    Uses tr(K H L H) = <K, L>_F - (2/n) <K1, L1> + (1'K1)(1'L1)/n^2, so the centred kernels are
+    never formed: one B x N x n^2 by B x n^2 x N product gives every pair's <K_i, K_j>_F. The kernels
+    are ``head_kernels(heads, sigma, relative)``.
+    """
+    with torch.autocast(device_type=_device_type(heads), enabled=False):
+        k = head_kernels(heads, sigma, relative)  # B x N x n x n
+        b, n_heads, n = k.shape[0], k.shape[1], k.shape[-1]
         flat = k.reshape(b, n_heads, n * n)
         frob = torch.bmm(flat, flat.transpose(1, 2))  # B x N x N: <K_i, K_j>_F
         rows = k.sum(dim=-1)  # B x N x n: K 1
@@ -109,9 +126,10 @@ def hsic_matrix(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0) -> T
         return (frob - (2.0 / n) * cross + totals.unsqueeze(2) * totals.unsqueeze(1) / (n * n)) / (n * n)
 
 
-def pairwise_hsic(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0) -> Tensor:
-    """L_HSIC = sum_{i<j} mean_b HSIC_b(i, j); 0 (with a graph) for a single head. Scalar float32."""
-    m = hsic_matrix(heads, sigma)
+def pairwise_hsic(heads: Sequence[Tensor] | Tensor, sigma: float | str = 2.0, relative: bool = False) -> Tensor:
+    """L_HSIC = sum_{i<j} mean_b HSIC_b(i, j); 0 (with a graph) for a single head. Scalar float32.
+    ``relative``: see ``hsic_matrix``."""
+    m = hsic_matrix(heads, sigma, relative)
     n_heads = m.shape[-1]
     if n_heads < 2:
         return m.sum() * 0.0

@@ -111,23 +111,42 @@ class Backbone(nn.Module):
 
     ``forward(x)`` takes a normalised B x 3 x H x W batch and returns a list of B x C_i x H/s_i x W/s_i
     tensors; ``channels`` and ``reductions`` give C_i and s_i.
+
+    ``activated_head=True``: the coarsest map is the network's final *activated* feature map (what its
+    own classifier pools: ``forward_features``), not the last block's output. The two differ for
+    EfficientNets (the 1x1 ``conv_head`` + BN + activation after the last block: 1280 channels for
+    Lite0, where the last block gives 320 without an activation); for DenseNet the last level already
+    is ``norm5`` + ReLU and for ResNets ``layer4``'s ReLU output, so the maps are the same there.
     """
 
     def __init__(self, name: str = "tf_efficientnet_lite0", pretrained: bool | str = False, num_levels: int = 3,
-                 in_chans: int = 3, **timm_kwargs):
+                 in_chans: int = 3, activated_head: bool = False, **timm_kwargs):
         super().__init__()
-        probe = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_chans, **timm_kwargs)
-        n_all = len(probe.feature_info.channels())
-        if not 1 <= num_levels <= n_all:
-            raise ValueError(f"{name} has {n_all} feature levels; asked for {num_levels}")
-        out_indices = tuple(range(n_all - num_levels, n_all))
-        self.model = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_chans,
-                                       out_indices=out_indices, **timm_kwargs)
-        self.name = name
-        info = self.model.feature_info
-        self.channels: list[int] = list(info.channels())
-        self.reductions: list[int] = list(info.reduction())
-        self.module_names: list[str] = list(info.module_name())
+        self.name, self.activated_head = name, activated_head
+        if activated_head:
+            self.model = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, global_pool="",
+                                           **timm_kwargs)
+            info = list(self.model.feature_info)
+            if not 1 <= num_levels <= len(info):
+                raise ValueError(f"{name} has {len(info)} feature levels; asked for {num_levels}")
+            self._indices = list(range(len(info) - num_levels, len(info) - 1))  # the finer levels
+            levels = [info[i] for i in self._indices]
+            self.channels = [f["num_chs"] for f in levels] + [int(self.model.num_features)]
+            self.reductions = [f["reduction"] for f in levels] + [info[-1]["reduction"]]
+            self.module_names = [f["module"] for f in levels] + ["final"]
+            self.final = nn.Identity()  # a module whose output is the activated map (Grad-CAM hooks here)
+        else:
+            probe = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_chans, **timm_kwargs)
+            n_all = len(probe.feature_info.channels())
+            if not 1 <= num_levels <= n_all:
+                raise ValueError(f"{name} has {n_all} feature levels; asked for {num_levels}")
+            out_indices = tuple(range(n_all - num_levels, n_all))
+            self.model = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_chans,
+                                           out_indices=out_indices, **timm_kwargs)
+            info = self.model.feature_info
+            self.channels: list[int] = list(info.channels())
+            self.reductions: list[int] = list(info.reduction())
+            self.module_names: list[str] = list(info.module_name())
         cfg = self.model.pretrained_cfg
         self.mean: tuple[float, ...] = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std: tuple[float, ...] = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
@@ -153,10 +172,17 @@ class Backbone(nn.Module):
 
     def stage(self, level: int = -1) -> nn.Module:
         """The module whose output is feature level ``level`` (for hooks and Grad-CAM)."""
+        if self.activated_head and self.module_names[level] == "final":
+            return self.final
         return _submodule(self.model, self.module_names[level])
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        return self.model(x)
+        if not self.activated_head:
+            return self.model(x)
+        if not self._indices:
+            return [self.final(self.model.forward_features(x))]
+        final, finer = self.model.forward_intermediates(x, indices=self._indices)
+        return [*finer, self.final(final)]
 
 
 def _submodule(model: nn.Module, dotted: str) -> nn.Module:

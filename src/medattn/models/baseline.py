@@ -17,9 +17,10 @@ class ClassifierOnBackbone(MedAttnModel):
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, pretrained: bool | str = False,
                  drop_rate: float = 0.0, num_levels: int = 1, head_channels: int | None = None, in_chans: int = 3,
-                 task: str = "multiclass"):
+                 task: str = "multiclass", activated_head: bool = False):
         super().__init__(num_classes, task)
-        self.backbone = Backbone(backbone, pretrained=pretrained, num_levels=num_levels, in_chans=in_chans)
+        self.backbone = Backbone(backbone, pretrained=pretrained, num_levels=num_levels, in_chans=in_chans,
+                                 activated_head=activated_head)
         self.normalize = Normalize(self.backbone.mean, self.backbone.std)
         self.dropout = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(head_channels or self.backbone.channels[-1], num_classes)

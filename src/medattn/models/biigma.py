@@ -4,7 +4,7 @@ Pipeline (methods.md section A; docs/biigma.md lists every paper/code disagreeme
 
     levels = backbone(x)[-3:]                       side outputs, finest first
     M      = SA(adapters(levels))                   B x 1 x h x w, soft map in (0, 1)
-    R      = levels[-1]                             B x C x h x w
+    R      = levels[-1]                             B x C x h x w, the backbone's last *activated* map
     heads  = MICA(R)                                N x (B x C x h x w)
     logits = Linear(dropout(GAP(concat(heads))))    the original branch: ``forward(x)``
     H      = M R + (1 - M) shuffle((1 - M) R)       vector sampling, training only by default
@@ -12,8 +12,16 @@ Pipeline (methods.md section A; docs/biigma.md lists every paper/code disagreeme
 
 Loss (every term logged by name, unweighted; ``total`` is the weighted sum):
     ce (original branch), hsic or indep (between heads), map = RMS(M - prod_i sigmoid(S_i)),
-    ce_hybrid and kl (T = 2, KL(p^T || p_h^T)); the last two are exactly 0 before epoch
-    ``warmup_epochs`` and always with ``legacy_notebook=True`` (what the published run optimised).
+    ce_hybrid and kl (T = 2, KL(p^T || p_h^T)); the last two are exactly 0 before the hybrid branch
+    is switched on and always with ``legacy_notebook=True`` (what the published run optimised).
+
+Defaults are the paper's intent (docs/biigma.md): R is the activated map the backbone's classifier
+would pool (``r_source="activated"``; 1280 channels for Lite0, DenseNet121's ``relu(norm5)`` as the
+notebook), the HSIC bandwidth is relative to the median distance between positions
+(``bandwidth="relative"``: sigma 2 = the median heuristic), so the independence term carries gradient
+on real features; the hybrid branch is on from 11/65 of the planned epochs (the notebook's callback,
+after epoch index 10 of its 65). ``r_source="last_level"``, ``bandwidth="absolute"`` and
+``warmup_epochs`` reach the earlier and the literal behaviours.
 """
 from __future__ import annotations
 
@@ -32,10 +40,13 @@ from ..losses.consistency import kl_consistency, map_distance
 from ..losses.hsic import cosine_independence, pairwise_hsic
 from ..losses.weighted_ce import NORMALIZE, batch_inverse_ce
 from ._registry import register_model
-from .base import LossContext, TrainOutput
+from .base import LossContext, Normalize, TrainOutput
 from .baseline import ClassifierOnBackbone
 
 CE_MODES = ("batch_inverse", "criterion", "class_weights")
+BANDWIDTHS = ("relative", "absolute")
+R_SOURCES = ("activated", "last_level")
+INPUT_NORMS = ("backbone", "none")
 INDEP = ("hsic", "cosine")
 
 
@@ -65,13 +76,24 @@ class BiigmaNet(ClassifierOnBackbone):
         num_heads: MICA heads N >= 1 (paper best: 3). use_mica=False: "W/O MICA" ablation, R goes
             straight to the classifier (a single identity "head": no independence term, L_map uses
             the pruned map of R).
-        sigma: HSIC bandwidth (2.0: Table 2's ISIC-17 best; 1.0 ISIC-18/19; 2.5 the notebook) or "median".
+        sigma: HSIC bandwidth (2.0: Table 2's ISIC-17 best; 1.0 ISIC-18/19; 2.5 the notebook).
+        bandwidth: "relative" (default: the kernel width is sigma / 2 times the median distance between
+            the positions of each image and head, so sigma = 2 is the median heuristic) or "absolute"
+            (the paper's sigma on the raw features; with R = the last block of Lite0 the kernel is then
+            the identity and the term has no gradient). sigma="median" is the median heuristic in
+            either mode.
+        r_source: "activated" (default: the backbone's final activated map, what its classifier pools)
+            or "last_level" (the last feature level, as medattn before 0.2: Lite0's 320-channel block 6,
+            which has no activation).
         indep: "hsic" or "cosine" (Table 2's alternative); use_indep=False drops it from the total
             (its value is still logged, detached).
         use_vector_sampling: the hybrid branch; sample_at_eval=True also runs it under ``eval()``.
         w_hsic, w_ce, w_ce_hybrid, w_map, w_kl: loss weights (0.5 each, official notebook).
-        temperature: of the KL term (2.0). warmup_epochs: ce_hybrid and kl count from epoch index
-            ``warmup_epochs`` on (the notebook's callback: epoch > 10, i.e. warmup_epochs=11).
+        temperature: of the KL term (2.0). hybrid_from: ce_hybrid and kl count from epoch index
+            round(hybrid_from x planned epochs) on (default 11/65, the notebook's callback: epoch > 10 of
+            65). warmup_epochs: an absolute epoch index instead (the notebook preset: 11).
+        input_norm: "backbone" (the backbone's mean/std) or "none" (x in [0, 1] as it is, the notebook's
+            rescale 1/255).
         legacy_notebook: ce_hybrid and kl always 0, as the published run effectively optimised.
         adapter, adapter_channels, sa_map, map_prune_scope: the SA block (see layers/spatial_attention).
         head_prune_scope: threshold of the per-head maps' variance pruning ("batch": official).
@@ -87,13 +109,19 @@ class BiigmaNet(ClassifierOnBackbone):
                  in_chans: int = 3, num_heads: int = 3, sigma: float | str = 2.0, indep: str = "hsic",
                  use_mica: bool = True, use_vector_sampling: bool = True, use_indep: bool = True,
                  w_hsic: float = 0.5, w_ce: float = 0.5, w_ce_hybrid: float = 0.5, w_map: float = 0.5,
-                 w_kl: float = 0.5, temperature: float = 2.0, warmup_epochs: int = 1,
+                 w_kl: float = 0.5, temperature: float = 2.0, warmup_epochs: int | None = None,
+                 hybrid_from: float = 11 / 65, bandwidth: str = "relative", r_source: str = "activated",
+                 input_norm: str = "backbone",
                  adapter: str = "conv_maxpool", adapter_channels: int | None = None, sa_map: str = "variance_pruned",
                  map_prune_scope: str = "image", head_prune_scope: str = "batch", head_dropout: float = 0.0,
                  sample_at_eval: bool = False, legacy_notebook: bool = False, ce_mode: str = "batch_inverse",
                  ce_normalize: str = "batch", se_reduction: int = 16, keras_densenet_taps: bool = True,
                  sampling_seed: int | None = None, task: str = "multiclass"):
         self.sigma = _parse_sigma(sigma)
+        self.bandwidth = _choice("bandwidth", bandwidth, BANDWIDTHS)
+        _choice("r_source", r_source, R_SOURCES), _choice("input_norm", input_norm, INPUT_NORMS)
+        if not 0 <= float(hybrid_from) <= 1:
+            raise ValueError(f"BIIGMA option hybrid_from must be a fraction of the epochs in [0, 1], got {hybrid_from}")
         self.indep = _choice("indep", indep, INDEP)
         self.ce_mode = _choice("ce_mode", ce_mode, CE_MODES)
         self.ce_normalize = _choice("ce_normalize", ce_normalize, NORMALIZE)
@@ -109,7 +137,9 @@ class BiigmaNet(ClassifierOnBackbone):
         if bad:
             raise ValueError(f"BIIGMA loss weights must be finite and >= 0, got {bad}")
         super().__init__(backbone, num_classes, pretrained, drop_rate=head_dropout, num_levels=3, in_chans=in_chans,
-                         task=task)
+                         task=task, activated_head=r_source == "activated")
+        if input_norm == "none":
+            self.normalize = Normalize((0.0,) * in_chans, (1.0,) * in_chans)
         channels = self.backbone.channels
         self.num_heads = int(num_heads) if use_mica else 1
         self.mica = MICA(channels[-1], self.num_heads, se_reduction) if use_mica else None
@@ -121,7 +151,9 @@ class BiigmaNet(ClassifierOnBackbone):
         self.use_vector_sampling, self.use_indep = bool(use_vector_sampling), bool(use_indep)
         self.sample_at_eval, self.legacy_notebook = bool(sample_at_eval), bool(legacy_notebook)
         self.weights = {k: float(v) for k, v in weights.items()}
-        self.temperature, self.warmup_epochs = float(temperature), int(warmup_epochs)
+        self.temperature = float(temperature)
+        self.warmup_epochs = None if warmup_epochs is None else int(warmup_epochs)
+        self.hybrid_from = float(hybrid_from)
         self.generator = None if sampling_seed is None else torch.Generator().manual_seed(int(sampling_seed))
         self._taps = self._densenet_taps() if keras_densenet_taps else {}
 
@@ -181,9 +213,13 @@ class BiigmaNet(ClassifierOnBackbone):
         out["heads"] = torch.stack(maps).prod(dim=0)
         return out
 
-    def hybrid_active(self, epoch: int) -> bool:
+    def hybrid_start(self, num_epochs: int) -> int:
+        """The 0-based epoch from which ce_hybrid and kl count (for a run of ``num_epochs``)."""
+        return self.warmup_epochs if self.warmup_epochs is not None else int(round(self.hybrid_from * num_epochs))
+
+    def hybrid_active(self, epoch: int, num_epochs: int) -> bool:
         """Whether ce_hybrid and kl enter the loss at this 0-based epoch in the current mode."""
-        return (self.use_vector_sampling and not self.legacy_notebook and epoch >= self.warmup_epochs
+        return (self.use_vector_sampling and not self.legacy_notebook and epoch >= self.hybrid_start(num_epochs)
                 and (self.training or self.sample_at_eval))
 
     def _ce(self, logits: Tensor, targets: Tensor, ctx: LossContext) -> Tensor:
@@ -204,7 +240,8 @@ class BiigmaNet(ClassifierOnBackbone):
             return heads[0].sum().float() * 0.0
         if self.indep == "cosine":
             return cosine_independence(heads)
-        return pairwise_hsic(heads, self.sigma)
+        relative = self.bandwidth == "relative" and self.sigma != "median"
+        return pairwise_hsic(heads, self.sigma, relative=relative)
 
     def forward_train(self, x: Tensor, targets: Tensor, ctx: LossContext) -> TrainOutput:
         """Logits of the original branch and the terms ce, ce_hybrid, hsic|indep, map, kl, total."""
@@ -224,7 +261,7 @@ class BiigmaNet(ClassifierOnBackbone):
         lmap = map_distance(m, m_heads)
         zero = torch.zeros((), device=logits.device)
         ce_h, kl = zero, zero
-        if self.hybrid_active(ctx.epoch):
+        if self.hybrid_active(ctx.epoch, ctx.num_epochs):
             hybrid = vector_sample(r, m.to(r.dtype), self.generator)
             logits_h = self._logits(self._heads(hybrid))
             ce_h = self._ce(logits_h, targets, ctx)

@@ -43,4 +43,7 @@ NOTEBOOK_OPTIONS: dict[str, Any] = {
     "legacy_notebook": True,
     "warmup_epochs": 11,
     "ce_mode": "batch_inverse",
+    "bandwidth": "absolute",   # sigma 2.5 on the raw ReLU features of DenseNet121
+    "r_source": "activated",   # DenseNet121 relu(norm5)
+    "input_norm": "none",      # rescale 1/255 only
 }
