@@ -202,22 +202,28 @@ def test_sampled_check_at_open_and_full_check_by_verify(tmp_path, cache_dir):
     assert len(rows) == 64 and rows[0] == 0 and rows[-1] == 999
 
 
-def test_paged_array_releases_its_pages(tmp_path, monkeypatch):
+def test_paged_array_reads_rows_without_mapping_them_and_releases_other_reads(tmp_path, monkeypatch):
     if not Path("/proc/self/smaps").exists():
         pytest.skip("needs /proc/self/smaps (Linux)")
     a = np.random.default_rng(0).integers(0, 256, (64, 256, 256, 3), dtype=np.uint8)  # 12.6 MB
     writer = memmap.EntryWriter(tmp_path, {"images": a.shape})
     writer.write_rows("images", 0, a)
     writer.finish(memmap.row_digests(a)[:, None], {"count": 64})
-    monkeypatch.setattr(memmap, "RELEASE_BYTES", 1 << 40)
     images = memmap.open_entry(tmp_path, memmap.read_manifest(tmp_path), True)["images"]
-    for i in range(0, 64, 8):
-        np.testing.assert_array_equal(images[i:i + 8], a[i:i + 8])
-    assert _mapped_kb(tmp_path / "images.npy") > 10_000  # every page read is in the resident set
-    monkeypatch.setattr(memmap, "RELEASE_BYTES", 1)
-    np.testing.assert_array_equal(images[[3, 60]], a[[3, 60]])  # this read releases the pages
+    # whole rows, as batches are taken: read with pread, never mapped into this process
+    for index in (slice(0, 64), [5, 1, 63, 2, 3, 4], np.arange(64)[::-1], np.arange(64) % 3 == 0, -1, np.int64(7)):
+        np.testing.assert_array_equal(images[index], a[index])
+    with pytest.raises(IndexError):
+        images[[0, 64]]
     assert _mapped_kb(tmp_path / "images.npy") < 1_000
-    np.testing.assert_array_equal(images[10:12], a[10:12])  # and the data is still there
+    # other indexing goes through the map; its pages are released every RELEASE_BYTES
+    monkeypatch.setattr(memmap, "RELEASE_BYTES", 1 << 40)
+    np.testing.assert_array_equal(images[:, 10:250], a[:, 10:250])
+    assert _mapped_kb(tmp_path / "images.npy") > 10_000
+    monkeypatch.setattr(memmap, "RELEASE_BYTES", 1)
+    np.testing.assert_array_equal(images[..., 1], a[..., 1])  # this read releases the pages
+    assert _mapped_kb(tmp_path / "images.npy") < 1_000
+    np.testing.assert_array_equal(images[3:5, 7], a[3:5, 7])  # and the data is still there
 
 
 def _mapped_kb(path: Path) -> int:

@@ -243,7 +243,8 @@ def remove_stale_temps() -> list[Path]:
 
 def make_room(nbytes: int) -> bool:
     """Remove least recently used entries (not those in use) until ``nbytes`` more fit under the
-    limit; False if they still do not fit."""
+    limit; False if they still do not fit. Killed writes are removed first."""
+    remove_stale_temps()
     limit = max_bytes()
     if limit is None:
         return True
@@ -296,13 +297,10 @@ def lookup(key: str) -> tuple[Path, dict | None, EntryLock] | None:
 
 
 def new_temp(key: str, nbytes: int) -> tuple[Path, EntryLock]:
-    """A temporary folder for a new entry of ``nbytes``, under its writer's exclusive lock, after
-    removing killed writes and making room under the size limit (see `make_room`). Raises OSError
-    when the disk has not that much space free."""
+    """A temporary folder for a new entry of ``nbytes``, under its writer's exclusive lock (call
+    `make_room` first). Raises OSError when the disk has not that much space free."""
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps()
-    make_room(nbytes)
     free = shutil.disk_usage(folder).free
     if free < nbytes:
         raise OSError(f"the cache folder {folder} has {free / GB:.1f} GB free, {nbytes / GB:.1f} GB are needed "
@@ -335,7 +333,9 @@ def publish(tmp: Path, key: str) -> Path | None:
 def load(key: str, n: int, storage: str) -> dict[str, np.ndarray] | None:
     """The arrays of the entry for ``key`` if it holds ``n`` images and passes the open-time check
     (`medattn.data.memmap.check_entry` on sampled rows), in RAM or memory-mapped as
-    ``choose_storage(storage, size)`` says; None otherwise (a damaged entry is removed, with a warning)."""
+    ``choose_storage(storage, size)`` says; None otherwise (a damaged entry is removed, with a warning).
+    Killed writes are removed first."""
+    remove_stale_temps()
     found = lookup(key)
     if found is None:
         return None

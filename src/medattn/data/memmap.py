@@ -16,11 +16,14 @@ up to 62 rows drawn at random (all rows when N <= 64) against their digests (abo
 ``medattn cache verify``, which hashes every row (and names the damaged ones). Row digests are
 computed by the decoding workers as they write, so writing needs no second pass over the data.
 
-Memory. `PagedArray` is the read-only ``np.memmap`` an entry is opened as. Indexing it returns an
-in-RAM copy, and after every `RELEASE_BYTES` copied it hands the pages it mapped back to the OS
-(``madvise(MADV_DONTNEED)``: the data stays in the page cache, so a second read is a memory copy, not
-a disk read). Without that, every page a training run touched would count in its resident set until
-the kernel needed the memory, and an epoch over a 13 GB file would show a 13 GB process.
+Memory. `PagedArray` is the read-only ``np.memmap`` an entry is opened as, and indexing it returns
+an in-RAM copy. Whole rows (an int, a slice, an index array or a boolean mask on the first axis: every
+batch the toolkit takes) are read with ``pread``: the kernel copies them from its page cache, nothing
+is mapped into the process, and no page fault is taken (measured here: 1 ms per 384 px image against
+6.5 ms through the map). Any other indexing goes through the map; after every `RELEASE_BYTES` read
+that way the mapped pages are handed back to the OS (``madvise(MADV_DONTNEED)``; the data stays in
+the page cache). Without both, every page a training run touched would count in its resident set
+until the kernel needed the memory, and an epoch over a 13 GB file would show a 13 GB process.
 """
 from __future__ import annotations
 
@@ -64,13 +67,14 @@ def available_memory() -> int:
         pass
     if avail is None:
         avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            avail = min(avail, int(limit) - used)
-    except (OSError, ValueError):
-        pass
+    for limit_file, used_file in (("memory.max", "memory.current"),  # cgroup v2, then v1 (as a container sees them)
+                                  ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = Path("/sys/fs/cgroup", limit_file).read_text().strip()
+            if limit != "max" and int(limit) < 1 << 60:  # v1 writes "no limit" as a huge number
+                avail = min(avail, int(limit) - int(Path("/sys/fs/cgroup", used_file).read_text()))
+        except (OSError, ValueError):
+            continue
     return max(0, avail)
 
 
@@ -200,7 +204,7 @@ def check_entry(folder: str | os.PathLike, manifest: dict, rows: Sequence[int] |
             if size != a["offset"] + a["bytes"]:
                 problems.append(f"{a['file']} is {size} bytes, {a['offset'] + a['bytes']} expected (truncated or damaged)")
                 continue
-            arr = np.load(path, mmap_mode="r")
+            arr = paged(path)
         except Exception as e:  # noqa: BLE001 - a header numpy cannot parse (SyntaxError, ...) is damage too
             problems.append(f"{a['file']}: unreadable header ({type(e).__name__})")
             continue
@@ -246,14 +250,52 @@ class EntryLock:
             self.fd = None
 
 
-class _Pager:
-    """Counts the bytes read through a mapping and releases its pages every `RELEASE_BYTES`; holds the
-    entry's shared lock while any array of the entry is alive."""
+def _row_index(index, n: int) -> tuple[np.ndarray | None, bool]:
+    """``index`` as row numbers along the first axis (and whether it was one int), or (None, False)
+    for any other kind of index (tuples, Ellipsis, multi-dimensional arrays)."""
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of bounds for axis 0 with size {n}")
+        return np.array([index % n]), True
+    if isinstance(index, slice):
+        return np.arange(*index.indices(n)), False
+    if isinstance(index, (list, np.ndarray)):
+        a = np.asarray(index)
+        if a.ndim == 1 and a.dtype == bool and len(a) == n:
+            return np.flatnonzero(a), False
+        if a.ndim == 1 and a.dtype.kind in "iu":
+            if len(a) and (a.min() < -n or a.max() >= n):
+                raise IndexError(f"index out of bounds for axis 0 with size {n}")
+            return a.astype(np.int64) % max(n, 1), False
+    return None, False
 
-    def __init__(self, mm: mmap.mmap, lock: EntryLock | None):
-        self.mm, self.lock = mm, lock
+
+class _Pager:
+    """Reads whole rows of one ``.npy`` file with ``pread`` (no page faults, nothing mapped into the
+    process), counts what other indexing reads through the map and releases the map's pages every
+    `RELEASE_BYTES`; holds the entry's shared lock while any array of the entry is alive."""
+
+    def __init__(self, m: np.memmap, path: Path, lock: EntryLock | None):
+        self.mm, self.lock = m._mmap, lock
+        self.fd = os.open(path, os.O_RDONLY)
+        self.shape, self.address, self.offset = m.shape, m.ctypes.data, m.offset
+        self.row_bytes = int(np.prod(m.shape[1:], dtype=np.int64))
         self.since = 0
         self.guard = threading.Lock()
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` as a new R x ... array; one ``pread`` per run of consecutive rows."""
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        flat = out.reshape(len(rows), -1)
+        for run in np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) != 1) + 1) if len(rows) else ():
+            buf = memoryview(flat[run[0]:run[-1] + 1]).cast("B")
+            pos = self.offset + int(rows[run[0]]) * self.row_bytes
+            while buf.nbytes:
+                got = os.preadv(self.fd, [buf], pos)
+                if got == 0:
+                    raise OSError(f"unexpected end of the cache file at byte {pos}")
+                buf, pos = buf[got:], pos + got
+        return out
 
     def read(self, nbytes: int) -> None:
         with self.guard:
@@ -263,6 +305,10 @@ class _Pager:
             self.since = 0
         if hasattr(mmap, "MADV_DONTNEED") and not self.mm.closed:
             self.mm.madvise(mmap.MADV_DONTNEED)  # shared read-only file mapping: no data is lost
+
+    def __del__(self) -> None:
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
 
 
 class PagedArray(np.memmap):
@@ -275,13 +321,27 @@ class PagedArray(np.memmap):
         self._pager = getattr(obj, "_pager", None) if self._mmap is not None else None
 
     def __getitem__(self, index):
+        p = self._pager
+        if p is not None and self.shape == p.shape and self.ctypes.data == p.address:  # the whole array
+            rows, single = _row_index(index, len(self))
+            if rows is not None:
+                out = p.read_rows(rows)
+                return out[0] if single else out
         out = super().__getitem__(index)
         if not isinstance(out, np.ndarray):
             return out  # one element
         out = np.array(out) if getattr(out, "_mmap", None) is not None else out.view(np.ndarray)
-        if self._pager is not None:
-            self._pager.read(out.nbytes)
+        if p is not None:
+            p.read(out.nbytes)
         return out
+
+
+def paged(path: str | os.PathLike, lock: EntryLock | None = None) -> PagedArray:
+    """A ``.npy`` file as a read-only `PagedArray` (keeping ``lock`` while alive)."""
+    m = np.load(path, mmap_mode="r")
+    arr = m.view(PagedArray)
+    arr._pager = _Pager(m, Path(path), lock)
+    return arr
 
 
 def open_entry(folder: str | os.PathLike, manifest: dict, mmap_arrays: bool,
@@ -290,14 +350,8 @@ def open_entry(folder: str | os.PathLike, manifest: dict, mmap_arrays: bool,
     ``lock``, a shared lock on the entry, while alive) or in-RAM copies."""
     out = {}
     for name, a in manifest["arrays"].items():
-        m = np.load(Path(folder) / a["file"], mmap_mode="r")
-        if mmap_arrays:
-            arr = m.view(PagedArray)
-            arr._pager = _Pager(m._mmap, lock)
-            out[name] = arr
-        else:
-            out[name] = np.array(m)
-        del m
+        arr = paged(Path(folder) / a["file"], lock)
+        out[name] = arr if mmap_arrays else arr[:]
     return out
 
 
