@@ -72,7 +72,8 @@ def _own_pixel_limit():
 
 
 def _workers(num_workers: int | None) -> int:
-    """Decoding threads: ``num_workers``, else up to 8 (PIL releases the GIL while decoding)."""
+    """Decoding threads (in-RAM storage; PIL releases the GIL while decoding) or processes (memmap
+    storage): ``num_workers``, else up to 8."""
     return max(1, int(num_workers or min(8, os.cpu_count() or 1)))
 
 
