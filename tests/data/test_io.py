@@ -181,7 +181,8 @@ def test_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
     for i, p in enumerate(paths):
         write_image(p, seed=i)
     first, _ = decode_images(paths, 6, progress=False, cache=True)
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    entries = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert len(entries) == 1 and (entries[0] / "entry.json").is_file()
     calls = []
     real = io.read_image
     monkeypatch.setattr(io, "read_image", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -193,4 +194,5 @@ def test_cache_round_trip_and_invalidation(tmp_path, monkeypatch):
     changed, _ = decode_images(paths, 6, progress=False, cache=True)
     assert len(calls) == 3 and not np.array_equal(changed[1], first[1])
     np.testing.assert_array_equal(changed[0], first[0])
-    assert not list((tmp_path / "cache").glob("*.tmp"))
+    assert not list((tmp_path / "cache").glob(".*.tmp"))
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2

@@ -19,41 +19,10 @@ import numpy as np
 
 from ._registry import DataError
 from .dataset import UNLABELED, ImageDataset, labeled_mask
+from .problems import SHOWN, Problems  # noqa: F401 - re-exported: readers import them from here
 
-SHOWN = 5
-"""How many offenders of each kind an error message names before "(and N more)"."""
-
-DECODE_OPTIONS = ("max_pixels", "cache", "num_workers", "progress")
+DECODE_OPTIONS = ("max_pixels", "cache", "num_workers", "progress", "storage")
 """Options every reader accepts; they go to `medattn.data.io.decode_images`."""
-
-
-class Problems:
-    """Offenders collected by kind; `raise_if_any` raises one `DataError` naming the first few of
-    each kind and the count of the rest."""
-
-    def __init__(self, source: str | os.PathLike = ""):
-        self.source = str(source)
-        self._kinds: dict[str, list[str]] = {}
-
-    def add(self, kind: str, where: str) -> None:
-        self._kinds.setdefault(kind, []).append(where)
-
-    def __bool__(self) -> bool:
-        return bool(self._kinds)
-
-    def message(self) -> str:
-        parts = []
-        for kind, items in self._kinds.items():
-            more = f" (and {len(items) - SHOWN} more)" if len(items) > SHOWN else ""
-            parts.append(f"{kind} [{len(items)}]: {'; '.join(items[:SHOWN])}{more}")
-        head = f"{self.source}: " if self.source else ""
-        if len(parts) == 1:
-            return head + parts[0]
-        return f"{head}{len(parts)} kinds of problems:\n  - " + "\n  - ".join(parts)
-
-    def raise_if_any(self) -> None:
-        if self._kinds:
-            raise DataError(self.message())
 
 
 def check_options(reader: str, options: dict, allowed: Iterable[str]) -> None:

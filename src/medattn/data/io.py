@@ -1,4 +1,5 @@
-"""Image decoding: any file PIL reads -> uint8 RGB at a fixed size, validated, in parallel threads.
+"""Image decoding: any file PIL reads -> uint8 RGB at a fixed size, validated, decoded once in parallel
+(threads into RAM, or worker processes into a memory-mapped file for sets larger than memory: `decode_images`).
 
 Conversions (nothing that PIL can decode is rejected):
 - EXIF orientation is applied first (`ImageOps.exif_transpose`), so sizes are those of the upright image;
@@ -14,17 +15,24 @@ target size, which is much faster and indistinguishable after the bilinear resiz
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from ._common import Problems
+from . import cache as disk
+from ._registry import DataError
+from .memmap import STORAGES, EntryWriter, choose_storage, decode_into, open_entry, read_manifest
+from .problems import Problems
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own default Image.MAX_IMAGE_PIXELS (decompression bomb limit)
@@ -64,7 +72,8 @@ def _own_pixel_limit():
 
 
 def _workers(num_workers: int | None) -> int:
-    """Decoding threads: ``num_workers``, else up to 8 (PIL releases the GIL while decoding)."""
+    """Decoding threads (in-RAM storage; PIL releases the GIL while decoding) or processes (memmap
+    storage): ``num_workers``, else up to 8."""
     return max(1, int(num_workers or min(8, os.cpu_count() or 1)))
 
 
@@ -168,78 +177,163 @@ def read_mask(path: str | os.PathLike, size: int | None = None,
     return a, full
 
 
-def decode_images(paths: Sequence[str | os.PathLike], image_size: int | None,
-                  mask_paths: Sequence[str | os.PathLike] | None = None, *,
-                  max_pixels: int | None = DEFAULT_MAX_PIXELS, num_workers: int | None = None,
-                  progress: bool = True, cache: bool | str = "auto", source: str = "",
-                  desc: str = "decoding") -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode all images (and masks) once, in threads, collecting every problem before raising.
-
-    Returns images N x S x S x 3 uint8 and masks N x S x S uint8 (or None). With ``image_size``
-    None every image must have the same size, which is kept. A mask must have the size of its
-    image. Problems (unreadable, truncated, over ``max_pixels``, size mismatches) raise one
-    `DataError` naming the files. ``cache`` ("auto": on above 500 images) keeps the decoded arrays
-    on disk (`medattn.data.cache`) keyed by the files' paths, sizes and times.
-    """
-    from . import cache as disk
-
-    n = len(paths)
-    use_cache = (n > 500) if cache == "auto" else bool(cache)
-    key = disk.cache_key([*paths, *(mask_paths or ())], image_size, f"{max_pixels}|{mask_paths is not None}") if use_cache else None
-    if key is not None:
-        hit = disk.load(key, n)
-        if hit is not None:
-            return hit
-    fixed = (image_size, image_size) if image_size else None
-    images = np.empty((n, *fixed, 3), dtype=np.uint8) if fixed else [None] * n
-    masks = None if mask_paths is None else (np.empty((n, *fixed), dtype=np.uint8) if fixed else [None] * n)
-
-    def work(i: int) -> tuple:
-        # Writes into the (preallocated) outputs; returns what went wrong, or ("ok", height x width).
+def decode_one(path: str | os.PathLike, mask_path: str | os.PathLike | None, image_size: int | None,
+               max_pixels: int | None) -> tuple[str, object, np.ndarray | None, np.ndarray | None]:
+    """Decode one image and its mask: ``(status, what, image, mask)`` with status "ok" (what: the
+    image's height x width), "image" or "mask" (what: (kind, detail) of the `ImageReadError`) or
+    "size" (what: a message; the mask's size differs from its image's)."""
+    try:
+        img, full = read_image(path, image_size, max_pixels)
+    except ImageReadError as e:
+        return "image", (e.kind, e.detail), None, None
+    mask = None
+    if mask_path is not None:
         try:
-            img, full = read_image(paths[i], image_size, max_pixels)
+            mask, mfull = read_mask(mask_path, image_size, max_pixels)
         except ImageReadError as e:
-            return "image", e
-        images[i] = img
-        if masks is not None:
-            try:
-                mask, mfull = read_mask(mask_paths[i], image_size, max_pixels)
-            except ImageReadError as e:
-                return "mask", e
-            if mfull != full:
-                return "size", f"{mask_paths[i]} is {mfull[0]}x{mfull[1]}, image {paths[i]} is {full[0]}x{full[1]}"
-            masks[i] = mask
-        return "ok", img.shape[:2]
+            return "mask", (e.kind, e.detail), img, None
+        if mfull != full:
+            return "size", f"{mask_path} is {mfull[0]}x{mfull[1]}, image {path} is {full[0]}x{full[1]}", img, None
+    return "ok", img.shape[:2], img, mask
 
-    with _own_pixel_limit(), ThreadPoolExecutor(_workers(num_workers)) as pool, \
-            tqdm(total=n, desc=desc, unit="img", disable=None if progress else True) as bar:
-        results = []
-        for r in pool.map(work, range(n)):
-            results.append(r)
-            bar.update(1)
+
+def _raise_problems(results: list[tuple[str, object]], paths: Sequence, mask_paths: Sequence | None, source: str,
+                    same_size: bool) -> None:
     problems = Problems(source)
     for i, (status, what) in enumerate(results):
-        detail = f" ({what.detail})" if isinstance(what, ImageReadError) and what.detail else ""
-        if status == "image":
-            problems.add(what.kind, f"{paths[i]}{detail}")
-        elif status == "mask":
-            problems.add(f"mask: {what.kind}", f"{mask_paths[i]}{detail}")
+        if status in ("image", "mask"):
+            kind, detail = what
+            where = f"{(paths if status == 'image' else mask_paths)[i]}" + (f" ({detail})" if detail else "")
+            problems.add(kind if status == "image" else f"mask: {kind}", where)
         elif status == "size":
             problems.add("mask size different from its image", what)
     problems.raise_if_any()
-    if fixed is None:
-        first = results[0][1] if n else (0, 0)
+    if same_size:
+        first = results[0][1]
         for i, (_, shape) in enumerate(results):
             if shape != first:
                 problems.add(f"images of different sizes (the first, {paths[0]}, is {first[1]}x{first[0]}; "
                              f"set image_size to resize them)", f"{paths[i]} is {shape[1]}x{shape[0]}")
         problems.raise_if_any()
+
+
+def _decode_in_threads(paths, mask_paths, image_size, max_pixels, num_workers, bar):
+    """-> (results, images, masks): N x S x S x 3 (and N x S x S) arrays in RAM, or lists when
+    ``image_size`` is None."""
+    n = len(paths)
+    fixed = (image_size, image_size) if image_size else None
+    images = np.empty((n, *fixed, 3), dtype=np.uint8) if fixed else [None] * n
+    masks = None if mask_paths is None else (np.empty((n, *fixed), dtype=np.uint8) if fixed else [None] * n)
+
+    def work(i: int) -> tuple:
+        status, what, img, mask = decode_one(paths[i], None if masks is None else mask_paths[i], image_size, max_pixels)
+        if img is not None:
+            images[i] = img
+        if mask is not None:
+            masks[i] = mask
+        return status, what
+
+    with _own_pixel_limit(), ThreadPoolExecutor(_workers(num_workers)) as pool:
+        results = []
+        for r in pool.map(work, range(n)):
+            results.append(r)
+            bar.update(1)
+    return results, images, masks
+
+
+def _check_values(cache, storage) -> None:
+    if cache not in ("auto", True, False):
+        raise DataError(f"option cache must be 'auto', true or false, got {cache!r}")
+    if storage not in STORAGES:
+        raise DataError(f"option storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+
+
+def decode_images(paths: Sequence[str | os.PathLike], image_size: int | None,
+                  mask_paths: Sequence[str | os.PathLike] | None = None, *,
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS, num_workers: int | None = None,
+                  progress: bool = True, cache: bool | str = "auto", storage: str = "auto", source: str = "",
+                  desc: str = "decoding") -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode all images (and masks) once, collecting every problem before raising.
+
+    Returns images N x S x S x 3 uint8 and masks N x S x S uint8 (or None). With ``image_size``
+    None every image must have the same size, which is kept. A mask must have the size of its
+    image. Problems (unreadable, truncated, over ``max_pixels``, size mismatches) raise one
+    `DataError` naming the files.
+
+    ``storage``: "memory" (decode in threads into RAM), "memmap" (decode in ``num_workers``
+    processes into a cache entry on disk and return read-only memory-mapped arrays,
+    `medattn.data.memmap.PagedArray`) or "auto" (memmap when the arrays would take more than a
+    quarter of the available RAM). ``cache``: keep the decoded arrays on disk (`medattn.data.cache`),
+    keyed by the files' paths, sizes and times; "auto": for more than 500 images, and always with
+    memmap storage (with ``cache`` False a memory map reads a scratch file, deleted at once: the OS
+    frees its space when the arrays are released).
+    """
+    _check_values(cache, storage)
+    n = len(paths)
+    masked = mask_paths is not None
+    shape = (image_size, image_size) if image_size else _first_shape(paths, max_pixels)
+    nbytes = n * shape[0] * shape[1] * (3 + masked) if shape else 0
+    mode = choose_storage(storage, nbytes) if shape and n else "memory"
+    use_cache = cache is True or (cache == "auto" and (n > 500 or mode == "memmap"))
+    key = disk.cache_key([*paths, *(mask_paths or ())], image_size, f"{max_pixels}|{masked}") \
+        if n and (use_cache or mode == "memmap") else None
+    if use_cache and key is not None:
+        hit = disk.load(key, n, storage)
+        if hit is not None:
+            return hit["images"], hit.get("masks")
+    meta = {"key": key, "count": n, "image_size": image_size, "source": source, "description": desc,
+            "created": time.time()}
+    with tqdm(total=n, desc=desc, unit="img", disable=None if progress else True) as bar:
+        if mode == "memmap":
+            return _decode_to_memmap(key, paths, mask_paths, image_size, max_pixels, shape, num_workers, bar, meta,
+                                     keep=use_cache)
+        results, images, masks = _decode_in_threads(paths, mask_paths, image_size, max_pixels, num_workers, bar)
+    _raise_problems(results, paths, mask_paths, source, same_size=not image_size)
+    if not image_size:
         images = np.stack(images) if n else np.empty((0, 0, 0, 3), dtype=np.uint8)
         if masks is not None:
             masks = np.stack(masks) if n else np.empty((0, 0, 0), dtype=np.uint8)
-    if key is not None:
-        disk.save(key, images, masks)
+    if use_cache and key is not None:
+        disk.save(key, {"images": images} if masks is None else {"images": images, "masks": masks}, meta)
     return images, masks
+
+
+def _first_shape(paths: Sequence, max_pixels: int | None) -> tuple[int, int] | None:
+    # The size every image must have when image_size is None (None: unreadable, reported later).
+    try:
+        return read_image(paths[0], None, max_pixels)[0].shape[:2] if paths else None
+    except ImageReadError:
+        return None
+
+
+def _decode_to_memmap(key, paths, mask_paths, image_size, max_pixels, shape, num_workers, bar, meta, keep: bool):
+    n = len(paths)
+    shapes = {"images": (n, *shape, 3)} | ({} if mask_paths is None else {"masks": (n, *shape)})
+    nbytes = sum(int(np.prod(s)) for s in shapes.values())
+    if keep and not disk.make_room(nbytes):
+        warnings.warn(f"the memory-mapped cache of {nbytes / disk.GB:.2f} GB is larger than the cache size limit "
+                      f"allows; writing it all the same (it is needed to read the data)", stacklevel=3)
+    try:
+        tmp, held = disk.new_temp(key, nbytes)
+    except OSError as e:
+        raise DataError(f"{meta['source']}: cannot write the memory-mapped image cache: {e}") from None
+    try:
+        writer = EntryWriter(tmp, shapes)
+        decode = partial(decode_one, image_size=image_size, max_pixels=max_pixels)
+        results, digests = decode_into(writer, decode, paths, mask_paths, shape, _workers(num_workers), bar)
+        bar.close()
+        _raise_problems(results, paths, mask_paths, meta["source"], same_size=not image_size)
+        writer.finish(digests, meta)
+        folder = (disk.publish(tmp, key) if keep else None) or tmp
+        disk.share(held)
+        arrays = open_entry(folder, read_manifest(folder), True, held)
+    except OSError as e:
+        raise DataError(f"{meta['source']}: cannot write the memory-mapped image cache in {tmp.parent}: {e}") from None
+    finally:
+        # A scratch entry (cache false), or one that lost a race with another process: its files stay
+        # readable through the open maps (Linux, macOS) and their space is freed when those are released.
+        shutil.rmtree(tmp, ignore_errors=True)
+    return arrays["images"], arrays.get("masks")
 
 
 def list_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
