@@ -15,13 +15,26 @@ from typing import Callable
 TMP_MARK = ".tmp-"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status), else
+    by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-FILE_MODE = 0o666 & ~_umask()
+def chmod_from_umask(path: str | os.PathLike) -> None:
+    """Give a file 0666 and a folder 0777 less the umask: the mode ``open``/``mkdir`` would have given
+    it. Files from ``tempfile.mkstemp`` / ``mkdtemp`` are 0600 / 0700 whatever the umask."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> Path:
@@ -32,7 +45,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> Path
     os.close(fd)
     try:
         writer(tmp)
-        os.chmod(tmp, FILE_MODE)
+        chmod_from_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

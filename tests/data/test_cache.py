@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from medattn import files
+
 from medattn.cli import main
 from medattn.data import DataError, cache
 from medattn.data.io import decode_images
@@ -95,7 +97,7 @@ def test_files_follow_the_umask(tmp_path, cache_dir, umask):
     a = _set(tmp_path / "img", 0)
     before = os.umask(umask)
     try:
-        assert cache.current_umask() == umask
+        assert files.current_umask() == umask
         decode_images(a, 20, **QUIET)
     finally:
         os.umask(before)

@@ -78,7 +78,7 @@ def test_consumers_read_only_batches(tmp_path, cache_dir):
     assert x.shape == (4, 3, 16, 16) and float(x.max()) <= 1.0
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     probs = predict_proba(model, ds, batch_size=5, channels_last=False)
-    ref = predict_proba(model, np.array(images), batch_size=5, channels_last=False)
+    ref = predict_proba(model, np.array(images), batch_size=5, channels_last=False, task="multiclass")
     np.testing.assert_allclose(probs, ref)
 
 

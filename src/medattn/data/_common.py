@@ -19,6 +19,7 @@ import numpy as np
 
 from ._registry import DataError
 from .dataset import UNLABELED, ImageDataset, labeled_mask
+from .io import decode_images
 from .problems import SHOWN, Problems  # noqa: F401 - re-exported: readers import them from here
 
 DECODE_OPTIONS = ("max_pixels", "cache", "num_workers", "progress", "storage")
@@ -265,7 +266,6 @@ def build_dataset(*, source: str, split: str, ids: Sequence[str], image_paths: S
     is all zero and ``has_mask`` is False; the count is reported in one line. ``extra`` is merged
     into the data set's ``extra``.
     """
-    from .io import decode_images  # not at the top: io imports this module
 
     problems = Problems(source)
     duplicates(list(ids), [str(p) for p in image_paths], problems)
@@ -299,7 +299,6 @@ def build_dataset(*, source: str, split: str, ids: Sequence[str], image_paths: S
 def _decode_some_masks(image_paths: list[Path], mask_paths: list[Path | None], image_size: int | None,
                        options: dict, source: str, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Two passes of decode_images (with and without masks), put back in order; all-zero masks where none.
-    from .io import decode_images
 
     has = np.array([p is not None for p in mask_paths], dtype=bool)
     parts = []

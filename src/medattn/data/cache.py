@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import chmod_from_umask
 from ._registry import DataError
 from .memmap import (EntryLock, EntryWriter, check_entry, choose_storage, entry_bytes, open_entry, read_manifest,
                      row_digests, sample_rows)
@@ -71,28 +72,6 @@ def entry_path(key: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ files
-def current_umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (/proc/self/status), else
-    by setting and restoring it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def chmod_from_umask(path: str | os.PathLike) -> None:
-    """Give a file 0666 and a folder 0777 less the umask: the mode ``open``/``mkdir`` would have given
-    it. Files from ``tempfile.mkstemp`` / ``mkdtemp`` are 0600 / 0700 whatever the umask."""
-    base = 0o777 if os.path.isdir(path) else 0o666
-    os.chmod(path, base & ~current_umask())
-
-
 def lock(path: str | os.PathLike, exclusive: bool = False, wait: bool = True) -> EntryLock | None:
     """A shared (or exclusive) flock on ``path`` (a file or folder), released when the returned
     object is garbage collected; None if ``wait`` is False and another process holds a conflicting
