@@ -91,7 +91,12 @@ def test_robustness_and_saliency_sections_and_the_commands_that_remake_them(meas
     again = json.loads((measured_run / "robustness_test.json").read_text())
     assert again["noise"] == result["noise"] and again["background"] == result["background"]
     assert f"medattn train --config {measured_run}/config.yaml" in provenance
-    assert f"medattn evaluate {measured_run} --split test_shifted" in provenance
+    (evaluate,) = re.findall(r"`(medattn evaluate [^`]+--split test_shifted)`", provenance)
+    out = measured_run.parent / "again.json"
+    assert main([*shlex.split(evaluate)[1:], "--bootstrap", "0", "--out", str(out)]) == 0
+    stored = json.loads((measured_run / "eval_test_shifted.json").read_text())
+    for key in ("balanced_accuracy", "accuracy", "macro_auc"):
+        assert json.loads(out.read_text())[key] == pytest.approx(stored[key], abs=1e-9), key
 
 
 def test_card_is_kept_unless_overwrite_and_no_data_leaves_counts_out(measured_run, capsys):

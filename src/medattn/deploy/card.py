@@ -285,8 +285,8 @@ def provenance_section(run_dir: Path, command: str | None) -> str:
              f"`medattn train --config {r}/config.yaml --out NEW_RUN` (the run's resolved config)"]]
     for split in _splits(run_dir, "eval_"):
         rows.append([f"metrics, `{split}`", f"`eval_{split}.json`, `predictions_{split}.csv`",
-                     f"written by the run's final evaluation; the same numbers from `medattn evaluate {r} "
-                     f"--split {split}`"])
+                     f"written by the run's final evaluation; the same point estimates from `medattn evaluate {r} "
+                     f"--split {split}` (intervals from its --bootstrap resamples)"])
     for path in sorted(run_dir.glob("robustness*.json")):
         res = json.loads(path.read_text())
         sigmas = ",".join(f"{n['sigma']:g}" for n in res.get("noise", []))

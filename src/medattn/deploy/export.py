@@ -88,6 +88,9 @@ def ort_session(path: str | Path, threads: int | None = None):
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: ORT warns about shapes the exporter could not infer
+    # Idle worker threads sleep instead of spinning: they would take the cores from the server's
+    # decoding threads (and from PyTorch in a side-by-side benchmark).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -216,9 +219,16 @@ def _versions() -> dict:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:300] if text else ''}"
+def _first_line(err: BaseException) -> str:
+    """'Type: first line of the message', with the innermost cause's (the exporters wrap the reason)."""
+    def line(e: BaseException) -> str:
+        text = str(e).strip()
+        return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return line(err) + (f" (cause: {line(root)})" if root is not err else "")
 
 
 def export_graph(graph: DeployGraph, size: int, out: str | Path, *, exporter: str = "auto", opset: int = 18,
@@ -273,7 +283,7 @@ def export_graph(graph: DeployGraph, size: int, out: str | Path, *, exporter: st
             os.replace(tmp, out)
             return {"exporter": name, "output_names": names, "max_abs_diff": diffs, "batch_size": int(len(check)),
                     "tolerance": tolerance, "attempts": attempts}
-        raise ExportError(f"no exporter gave a graph that matches PyTorch: " + "; ".join(attempts))
+        raise ExportError("no exporter gave a graph that matches PyTorch: " + "; ".join(attempts))
     finally:
         if tmp.exists():
             tmp.unlink()
