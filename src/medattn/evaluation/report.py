@@ -2,7 +2,7 @@
 
 ``write_report(run_dir)`` reads what the run directory holds (``config.yaml``, ``classes.json``,
 ``metrics.jsonl``, ``predictions_<split>.csv``, ``eval_<split>.json``, ``robustness*.json``,
-``saliency*.json``) and writes ``run_dir/report/index.html``: metrics with 95% bootstrap intervals,
+``saliency*.json``, ``MODEL_CARD.md``) and writes ``run_dir/report/index.html``: metrics with 95% bootstrap intervals,
 confusion matrix, ROC and precision-recall curves per class, reliability diagram and ECE, training
 curves of every loss term, attention overlays of right and wrong predictions (when the run's data
 can be read), and the robustness and saliency results when they exist. Nothing on the page is
@@ -177,6 +177,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
     for path in sorted(run_dir.glob("saliency*.json")):
         sections.append((path.stem, _result_title("Saliency", path.stem),
                          saliency_section(json.loads(path.read_text()))))
+    card = run_dir / "MODEL_CARD.md"
+    if card.is_file():  # written by `medattn card`
+        from ..deploy.card import card_html
+
+        sections.append(("model-card", "Model card", card_html(card.read_text(encoding="utf-8"))))
 
     from .. import __version__
 

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .adaptive_pool import adaptive_max_pool2d
 from .se import keras_he_normal_
 
 ADAPTERS = ("conv_maxpool", "avgpool", "maxpool")
@@ -78,14 +79,15 @@ class LevelAdapter(nn.Module):
 
     def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         """B x C_i x H_i x W_i -> B x C_out x h x w (adaptive pooling equals k x k pooling with
-        k = H_i / h when the sizes divide, as they do for 224 px inputs)."""
+        k = H_i / h when the sizes divide, as they do for 224 px inputs; the max pooling is
+        ``layers.adaptive_pool``'s, which ONNX can express for sizes that do not divide)."""
         if self.conv is not None:
             x = self.norm(self.conv(x))
         if tuple(x.shape[-2:]) == tuple(size):
             return x
         if self.mode == "avgpool":
             return F.adaptive_avg_pool2d(x, size)
-        return F.adaptive_max_pool2d(x, size)
+        return adaptive_max_pool2d(x, size)
 
 
 class SpatialAttentionMap(nn.Module):
