@@ -105,6 +105,9 @@ class TrainConfig:
     device: str = "auto"
     deterministic: bool = False
     unlabeled_ratio: float = _setting(0.5, at_least(0))  # unlabeled images per labeled image in a batch
+    accumulate: int = _setting(1, at_least(1))            # micro-batches per optimiser step (gradient accumulation)
+    sync_bn: bool = False                                 # DDP: BatchNorm statistics over the global batch
+    dist_timeout: float = _setting(600.0, at_least(1))    # DDP: seconds a collective may wait for a rank
 
 
 @dataclass

@@ -7,6 +7,7 @@ ones a killed writer left behind.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -70,3 +71,12 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
                 p.unlink()
                 removed.append(p)
     return removed
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The file's SHA-256 as 64 hex digits, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -48,7 +48,7 @@ def test_images(tiny_run, tmp_path_factory) -> list[Path]:
     from medattn.engine.run import read_run_config
 
     cfg = read_run_config(tiny_run)
-    cfg["data"]["image_size"] = 128
+    cfg.data.image_size = 128
     data = read_split(cfg, "test_shifted")
     folder = tmp_path_factory.mktemp("uploads")
     paths = []

@@ -86,7 +86,10 @@ def test_robustness_and_saliency_sections_and_the_commands_that_remake_them(meas
     (command,) = re.findall(r"`(medattn robustness [^`]+)`", provenance)
     argv = shlex.split(command)
     assert argv[:2] == ["medattn", "robustness"] and "--sigmas" in argv and "0,0.05" in argv
-    (measured_run / "robustness_test.json").rename(measured_run / "robustness_before.json.bak")
+    kept = measured_run / "before"
+    kept.mkdir()
+    for old in measured_run.glob("robustness_test.*"):  # the command refuses to replace results
+        old.rename(kept / old.name)
     assert main(argv[1:]) == 0
     again = json.loads((measured_run / "robustness_test.json").read_text())
     assert again["noise"] == result["noise"] and again["background"] == result["background"]

@@ -5,9 +5,11 @@ For each model, on the CPU with random weights: ``forward`` returns logits only,
 finite; ``forward_train`` returns named finite loss terms with ``total`` and every trainable
 parameter gets a gradient; ``attention_maps`` are B x 1 x h x w in [0, 1]; the CAM layer is one of
 the model's modules; ``param_groups`` covers every trainable parameter once; the weights round-trip
-through the safetensors checkpoint."""
+through the safetensors checkpoint; the model exports to ONNX (with its maps) and onnxruntime gives
+PyTorch's probabilities within 1e-4."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +93,23 @@ def test_state_dict_round_trips_through_the_checkpoint(model, tmp_path, request)
     restore_training_state(tmp_path / "ck", fresh)
     x, _ = batch(model.task)
     torch.testing.assert_close(fresh.eval()(x), model.eval()(x))
+
+
+def test_exports_to_onnx_and_matches_pytorch(model, tmp_path):
+    from medattn.deploy.export import export_graph, fixed_batch, ort_session
+    from medattn.deploy.graph import DeployGraph
+
+    model.eval()
+    graph = DeployGraph(model, model.task, maps=True)
+    result = export_graph(graph, SIZE, tmp_path / "model.onnx", log=lambda s: None)
+    assert result["max_abs_diff"]["probabilities"] <= 1e-4
+    assert set(result["max_abs_diff"]) == set(result["output_names"])
+    # An independent batch of 5 through the file: the same probabilities as PyTorch eager.
+    x = fixed_batch(5, SIZE, "float32", seed=7)
+    got = ort_session(tmp_path / "model.onnx").run(["probabilities"], {"image": x.numpy()})[0]
+    with torch.no_grad():
+        logits = model(x)
+    ref = torch.softmax(logits, 1) if model.task == "multiclass" else torch.sigmoid(logits)
+    np.testing.assert_allclose(got, ref.numpy(), atol=1e-4, rtol=0)
+    if not hasattr(model, "grad_cams"):  # SIBnet's own maps are Grad-CAMs; its graph carries the CAM instead
+        assert len(result["output_names"]) == 2 + len(model.attention_maps(x[:1])) + graph.has_cam

@@ -18,6 +18,7 @@ import numpy as np
 from .explain import cam_list
 
 from ..errors import DataError
+from ..metrics.saliency import summary_table
 from ._common import add_run_data_arguments
 
 NAME = "saliency"
@@ -145,18 +146,3 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(summary["maps"]))
     print(f"wrote {out} and {csv_path}")
     return 0
-
-
-def summary_table(maps: dict) -> str:
-    """Markdown: one row per map; Dice/HD95% per binarisation, then the continuous metrics."""
-    cols = [("convex_hull", "dice"), ("convex_hull", "hd95_pct"), ("otsu", "dice"), ("otsu", "hd95_pct"),
-            ("continuous", "ssim"), ("continuous", "pointing_game"), ("continuous", "energy_inside")]
-    lines = ["| map | " + " | ".join(f"{g}.{m}" for g, m in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, node in maps.items():
-        cells = []
-        for g, m in cols:
-            v = node.get(g, {}).get(m)
-            cells.append("n/a" if v is None else f"{v['mean']:.3f}" + (
-                f" [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if v["ci95"] else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -52,18 +52,27 @@ def training_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.trainer import Trainer
-    from ._common import results_table
 
     cfg, run_dir = training_config(args)
     trainer = Trainer(cfg, run_dir, resume=args.resume, progress=not args.quiet)
-    print(f"training {cfg.model.name} ({cfg.model.backbone}) on {cfg.data.format} "
+    try:
+        return _train(trainer, cfg, run_dir, args)
+    finally:
+        trainer.dist.shutdown()
+
+
+def _train(trainer, cfg, run_dir: Path, args: argparse.Namespace) -> int:
+    from ._common import results_table
+
+    say = print if trainer.dist.is_main else (lambda *a, **k: None)
+    say(f"training {cfg.model.name} ({cfg.model.backbone}) on {cfg.data.format} "
           f"[{len(trainer.data.train)} train / {len(trainer.data.val)} val, {trainer.precision.name}, "
-          f"{trainer.device}] -> {run_dir}"
+          f"{trainer.device}, {trainer.dist.describe()}] -> {run_dir}"
           + (f"; {len(trainer.data.unlabeled)} unlabeled images" if trainer.data.unlabeled is not None else ""))
     summary = trainer.fit()
-    print(f"best {summary['select_metric']} = {summary['best_value']:.4f} at epoch {summary['best_epoch'] + 1} "
+    say(f"best {summary['select_metric']} = {summary['best_value']:.4f} at epoch {summary['best_epoch'] + 1} "
           f"({summary['seconds']:.0f} s)")
     if not args.no_eval:
         results = trainer.evaluate_splits(n_boot=args.bootstrap)
-        print(results_table(results, trainer.task))
+        say(results_table(results, trainer.task))
     return 0

@@ -33,11 +33,16 @@ class TrainBatches:
     "random" (a permutation per epoch) or "balanced" (classes drawn equally often, with replacement;
     multi-class only). An epoch has ``len(train) // batch_size`` steps (at least 1), at most
     ``max_steps``.
+
+    Under DDP (``world_size`` > 1) ``batch_size`` is the global batch: every rank computes the same
+    epoch order and takes its ``rank``-th slice of ``batch_size / world_size`` images of each step
+    (and its share of the unlabeled images); augmentation and unlabeled draws come from a generator
+    seeded from (seed, epoch, rank). With one process the batches are exactly those of before.
     """
 
     def __init__(self, train: ImageDataset, batch_size: int, seed: int, augment: BatchAugment,
                  sampler: str = "random", unlabeled: ImageDataset | None = None, unlabeled_ratio: float = 0.5,
-                 max_steps: int | None = None):
+                 max_steps: int | None = None, rank: int = 0, world_size: int = 1):
         if sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: {sampler!r} must be one of {', '.join(SAMPLERS)}")
         if sampler == "balanced" and train.task != "multiclass":  # one class per image is needed to balance
@@ -45,8 +50,16 @@ class TrainBatches:
                               "(e.g. loss.name=bce with pos_weight) for multi-label data")
         self.train, self.unlabeled = train, unlabeled
         self.batch_size, self.seed, self.augment, self.sampler = int(batch_size), int(seed), augment, sampler
-        self.n_unlabeled = int(round(self.batch_size * float(unlabeled_ratio))) if unlabeled is not None else 0
+        self.rank, self.world_size = int(rank), int(world_size)
+        if self.batch_size % self.world_size:
+            raise ConfigError(f"train.batch_size: {batch_size} is the global batch and must divide evenly into "
+                              f"{world_size} ranks")
+        self.local_batch = self.batch_size // self.world_size
         n = len(train)
+        if self.world_size > 1 and n < self.batch_size:
+            raise ConfigError(f"the training split has {n} images, fewer than the global batch of {batch_size}: "
+                              f"under DDP every rank needs its share of every step")
+        self.n_unlabeled = int(round(self.local_batch * float(unlabeled_ratio))) if unlabeled is not None else 0
         self.steps_per_epoch = max(1, n // self.batch_size) if n >= self.batch_size else 1
         if max_steps:
             self.steps_per_epoch = min(self.steps_per_epoch, int(max_steps))
@@ -64,9 +77,12 @@ class TrainBatches:
     def _make(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         order = self.order(g)
+        if self.world_size > 1:  # the order above is every rank's; what each rank draws next is its own
+            g = torch.Generator().manual_seed((epoch_seed(self.seed, epoch) + 104_729 * (self.rank + 1)) % (2**63 - 1))
         bs, train, unl = self.batch_size, self.train, self.unlabeled
+        lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
         for step in range(self.steps_per_epoch):
-            idx = order[step * bs:(step + 1) * bs]
+            idx = order[step * bs:(step + 1) * bs][lo:hi]
             images, targets = train.images[idx], train.targets[idx]
             if self.n_unlabeled:
                 uidx = torch.randint(0, len(unl), (self.n_unlabeled,), generator=g).numpy()

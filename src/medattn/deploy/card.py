@@ -102,13 +102,14 @@ def _splits(run_dir: Path, prefix: str) -> list[str]:
 
 
 def model_section(run_dir: Path, cfg: dict, class_names: list[str], task: str) -> str:
-    from .export import model_version
+    from .version import model_version
 
+    from ..config import Config
     from ..evaluation.report import selection
 
     m, t, d = cfg.get("model", {}), cfg.get("train", {}), cfg.get("data", {})
     what, paper = METHODS.get(m.get("name"), ("a registered medattn model", "see medattn models"))
-    metric, epoch, value = selection(run_dir, cfg, task)
+    metric, epoch, value = selection(run_dir, Config.from_dict(cfg), task)
     options = ", ".join(f"{k}={v}" for k, v in (m.get("options") or {}).items()) or "defaults"
     pretrained = m.get("pretrained")
     return "\n".join([
@@ -167,9 +168,10 @@ def data_section(run_dir: Path, cfg: dict, class_names: list[str], task: str, re
         if pred.is_file():
             n, counts = class_counts_from_predictions(pred, class_names, task)
         elif read_data:
+            from ..config import Config
             from ..engine.data import read_split
 
-            ds = read_split(cfg, split)
+            ds = read_split(Config.from_dict(cfg), split)
             n, counts = len(ds), [int(c) for c in ds.class_counts()]
         else:
             rows.append([split, "not counted (card made without reading the data)", *[""] * len(class_names)])
@@ -184,7 +186,7 @@ def data_section(run_dir: Path, cfg: dict, class_names: list[str], task: str, re
 
 
 def metrics_section(run_dir: Path, task: str) -> str:
-    from ..engine.evaluate import HEADLINE
+    from ..metrics.summary import HEADLINE
 
     names = list(HEADLINE[task])
     rows = []
@@ -250,7 +252,7 @@ def robustness_section(run_dir: Path) -> str:
 
 
 def saliency_section(run_dir: Path) -> str:
-    from ..commands.saliency import summary_table
+    from ..metrics.saliency import summary_table
 
     parts = []
     for path in sorted(run_dir.glob("saliency*.json")):
@@ -313,7 +315,7 @@ def build_card(run_dir: str | Path, read_data: bool = True, command: str | None 
     from ..engine.run import read_run_classes, read_run_config
 
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = read_run_config(run_dir).to_dict()  # the card reads the settings as the YAML mapping
     class_names, task = read_run_classes(run_dir)
     sections = [
         ("Model details", model_section(run_dir, cfg, class_names, task)),
@@ -350,15 +352,3 @@ def card_text(run_dir: str | Path) -> str:
     reading the training data."""
     path = Path(run_dir) / "MODEL_CARD.md"
     return path.read_text(encoding="utf-8") if path.is_file() else build_card(run_dir, read_data=False)
-
-
-def card_html(markdown: str) -> str:
-    """The card as HTML for the run report: CommonMark with tables, raw HTML in the card escaped, its
-    title dropped and its headings one level down (the report gives the section its own heading)."""
-    from markdown_it import MarkdownIt
-
-    lines = markdown.splitlines()
-    if lines and lines[0].startswith("# "):
-        lines = lines[1:]
-    text = "\n".join("#" + ln if ln.startswith("## ") else ln for ln in lines)
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)

@@ -11,7 +11,6 @@ Both files are written atomically; an existing ``out`` is refused without ``over
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,7 +23,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..files import sha256_file
 from .graph import DeployGraph, class_activation_map, exportable_model, output_name
+from .version import model_version
 
 EXPORTERS = ("dynamo", "torchscript")
 RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
@@ -42,19 +43,6 @@ class ExportResult:
     sidecar_path: Path
     sidecar: dict
     attempts: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def model_version(run_dir: Path, checkpoint: str = "best") -> str:
-    """``<run name>-<first 12 hex digits of the weights' sha256>``: the same for a run and its export."""
-    return f"{run_dir.resolve().name}-{sha256_file(run_dir / f'{checkpoint}.safetensors')[:12]}"
 
 
 def fixed_batch(n: int, size: int, input_dtype: str, seed: int = 0) -> torch.Tensor:
@@ -163,7 +151,7 @@ def _output_specs(graph: DeployGraph, names: list[str], example: torch.Tensor) -
 
 
 def _headline_metrics(run_dir: Path, task: str) -> dict:
-    from ..engine.evaluate import HEADLINE
+    from ..metrics.summary import HEADLINE
 
     out = {}
     for path in sorted(run_dir.glob("eval_*.json")):
@@ -190,7 +178,8 @@ def describe(run, graph: DeployGraph, checkpoint: str = "best") -> dict:
         "version": model_version(run.run_dir, checkpoint),
         "run_dir": str(Path(run.run_dir).resolve()),
         "checkpoint": checkpoint,
-        "model": {k: run.config["model"].get(k) for k in ("name", "backbone", "options")},
+        "model": {"name": run.config.model.name, "backbone": run.config.model.backbone,
+                  "options": run.config.model.options},
         "task": run.task,
         "class_names": list(run.class_names),
         "image_size": size,

@@ -74,7 +74,8 @@ class OnnxPredictor(Predictor):
     """An exported model (``medattn export``) in onnxruntime on the CPU."""
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None):
-        from .export import ort_session, read_sidecar, sha256_file
+        from ..files import sha256_file
+        from .export import ort_session, read_sidecar
 
         self.path = Path(onnx_path)
         self.info = read_sidecar(self.path)

@@ -19,6 +19,7 @@ from ..data.dataset import ImageDataset
 from ..metrics.multilabel import tune_thresholds
 from ..metrics.summary import compute_metrics, with_confidence_intervals
 from ..files import atomic_write_text
+from .distributed import Distributed, predict_sharded
 from .inference import check_finite, predict_proba
 from .precision import Precision
 
@@ -26,16 +27,19 @@ from .precision import Precision
 def evaluate_split(model: torch.nn.Module, dataset: ImageDataset, class_names: list[str], task: str, *,
                    precision: Precision | None = None, batch_size: int = 64, channels_last: bool = True,
                    tta: str = "none", n_boot: int = 0, threshold_data: ImageDataset | None = None,
-                   threshold_split: str = "val", progress: bool | str = False) -> tuple[dict, np.ndarray]:
+                   threshold_split: str = "val", progress: bool | str = False,
+                   shards: Distributed | None = None) -> tuple[dict, np.ndarray]:
     """(metrics, probabilities (N, K)) of ``model`` on ``dataset``.
 
     Multi-label: with ``threshold_data`` (e.g. the validation split) per-class thresholds are tuned on
     it (best F1) and the metrics at those thresholds go under ``tuned``. ``n_boot`` > 0 adds 95%
-    bootstrap intervals of the headline metrics (``ci95``). ``tta`` as ``predict_proba``.
+    bootstrap intervals of the headline metrics (``ci95``). ``tta`` as ``predict_proba``. ``shards``
+    (under DDP): every rank predicts its slice and all predictions are gathered before any metric.
     """
     def predict(data: ImageDataset, bar: bool | str) -> np.ndarray:
-        return predict_proba(model, data, batch_size, task=task, precision=precision, channels_last=channels_last,
-                             tta=tta, progress=bar)
+        return predict_sharded(shards or Distributed(), len(data), lambda part: predict_proba(
+            model, data.images[part], batch_size, task=task, precision=precision, channels_last=channels_last,
+            tta=tta, progress=bar))
 
     probs = predict(dataset, progress)
     metrics = compute_metrics(dataset.targets, probs, class_names, task)

@@ -98,6 +98,7 @@ RESUME_SAFE = {
     "train.eval_batch_size": "",
     "train.num_threads": "",
     "train.device": "",
+    "train.dist_timeout": "",
     "data.root": "the data must be the same images, moved",
 }
 """Settings that ``--resume`` may change (with a note on what that means); anything else would make the

@@ -179,9 +179,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
                          saliency_section(json.loads(path.read_text()))))
     card = run_dir / "MODEL_CARD.md"
     if card.is_file():  # written by `medattn card`
-        from ..deploy.card import card_html
 
-        sections.append(("model-card", "Model card", card_html(card.read_text(encoding="utf-8"))))
+        sections.append(("model-card", "Model card", H.card_html(card.read_text(encoding="utf-8"))))
 
     from .. import __version__
 

@@ -134,3 +134,15 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]], fo
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
             f"<header><h1>{esc(title)}</h1><div class=\"sub\">{subtitle}</div></header><nav>{nav}</nav>"
             f"<main>{body}</main><footer>{footer}</footer></body></html>\n")
+
+
+def card_html(markdown: str) -> str:
+    """The card as HTML for the run report: CommonMark with tables, raw HTML in the card escaped, its
+    title dropped and its headings one level down (the report gives the section its own heading)."""
+    from markdown_it import MarkdownIt
+
+    lines = markdown.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    text = "\n".join("#" + ln if ln.startswith("## ") else ln for ln in lines)
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)

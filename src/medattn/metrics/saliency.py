@@ -342,3 +342,18 @@ def summarize_rows(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
                 node[group] = {m: {"mean": float(values[:, j].mean()), "ci95": list(ci[m]) if ci else None,
                                    "n": len(values)} for j, m in enumerate(metrics)}
     return out
+
+
+def summary_table(maps: dict) -> str:
+    """Markdown: one row per map; Dice/HD95% per binarisation, then the continuous metrics."""
+    cols = [("convex_hull", "dice"), ("convex_hull", "hd95_pct"), ("otsu", "dice"), ("otsu", "hd95_pct"),
+            ("continuous", "ssim"), ("continuous", "pointing_game"), ("continuous", "energy_inside")]
+    lines = ["| map | " + " | ".join(f"{g}.{m}" for g, m in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, node in maps.items():
+        cells = []
+        for g, m in cols:
+            v = node.get(g, {}).get(m)
+            cells.append("n/a" if v is None else f"{v['mean']:.3f}" + (
+                f" [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]" if v["ci95"] else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -72,6 +72,12 @@ class MedAttnModel(nn.Module):
     sigmoids) are constructor arguments of every registered model.
     """
 
+    # True for a model whose ``forward_train`` can leave trainable parameters without a gradient in
+    # some step (a branch that only runs sometimes): DDP then has to search the graph for them
+    # (``find_unused_parameters``), at some cost per step. Every model registered today computes all
+    # its branches in every step (BIIGMA-Net weights its hybrid branch by 0 before it joins).
+    skips_parameters_in_training: bool = False
+
     def __init__(self, num_classes: int, task: str = "multiclass"):
         super().__init__()
         if task not in TASKS:
