@@ -112,14 +112,17 @@ def test_bad_method_and_class_are_reported(model):
 # ------------------------------------------------- shared passes against the library's own per-method calls
 
 def assert_same_maps(got, want):
+    """The same maps to float32 rounding. Bit-for-bit holds on some CPUs only: where oneDNN picks
+    other kernels for the attention models' batched matmuls (seen on a Xeon with AMX: class_query and
+    ibca maps differ by at most 3e-6 after min-max scaling), the last bits of a sum differ."""
     for g, w in zip(got, want):
         assert list(g) == list(w)  # same keys in the same order
         for key in w:
-            np.testing.assert_array_equal(g[key], w[key], err_msg=str(key))
+            np.testing.assert_allclose(g[key], w[key], rtol=0, atol=1e-5, err_msg=str(key))  # maps are in [0, 1]
 
 
 @pytest.mark.parametrize("name", medattn.list_models())
-def test_shared_pass_gives_the_library_maps_bit_for_bit_for_every_model(name):
+def test_shared_pass_gives_the_library_maps_for_every_model(name):
     torch.manual_seed(0)
     net = medattn.create_model(name, backbone="resnet10t", pretrained=False, num_classes=3).eval()
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))

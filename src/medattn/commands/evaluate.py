@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.data import read_split
     from ..engine.evaluate import evaluate_split, write_split_results
     from ..engine.precision import Precision
+    from ..engine.run import run_precision
     from ..evaluation.ensemble import predictions_name
     from ._common import load_run_and_split, refuse_existing, results_stem, results_table
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     csv_path = out.with_name(f"predictions_{name}.csv")
     refuse_existing([out, csv_path], args.overwrite)
     device = next(run.model.parameters()).device
-    precision = Precision.resolve(args.precision or run.config.train.precision, device)
+    precision = Precision.resolve(args.precision, device) if args.precision else run_precision(args.run_dir, run.config, device)
     tune = run.task == "multilabel" and args.threshold_split != "none"
     metrics, probs = evaluate_split(run.model, dataset, run.class_names, run.task, precision=precision, tta=args.tta,
                                     n_boot=args.bootstrap, progress=f"evaluate {args.split}",

@@ -38,11 +38,15 @@ class TrainBatches:
     epoch order and takes its ``rank``-th slice of ``batch_size / world_size`` images of each step
     (and its share of the unlabeled images); augmentation and unlabeled draws come from a generator
     seeded from (seed, epoch, rank). With one process the batches are exactly those of before.
+
+    On a CUDA ``device`` the uint8 batch is copied to the GPU (pinned, non-blocking) and converted
+    and augmented there, so the CPU only indexes and copies bytes.
     """
 
     def __init__(self, train: ImageDataset, batch_size: int, seed: int, augment: BatchAugment,
                  sampler: str = "random", unlabeled: ImageDataset | None = None, unlabeled_ratio: float = 0.5,
-                 max_steps: int | None = None, rank: int = 0, world_size: int = 1):
+                 max_steps: int | None = None, rank: int = 0, world_size: int = 1,
+                 device: torch.device | None = None):
         if sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: {sampler!r} must be one of {', '.join(SAMPLERS)}")
         if sampler == "balanced" and train.task != "multiclass":  # one class per image is needed to balance
@@ -50,7 +54,7 @@ class TrainBatches:
                               "(e.g. loss.name=bce with pos_weight) for multi-label data")
         self.train, self.unlabeled = train, unlabeled
         self.batch_size, self.seed, self.augment, self.sampler = int(batch_size), int(seed), augment, sampler
-        self.rank, self.world_size = int(rank), int(world_size)
+        self.rank, self.world_size, self.device = int(rank), int(world_size), device
         if self.batch_size % self.world_size:
             raise ConfigError(f"train.batch_size: {batch_size} is the global batch and must divide evenly into "
                               f"{world_size} ranks")
@@ -90,7 +94,7 @@ class TrainBatches:
                 fill = np.full((self.n_unlabeled, *targets.shape[1:]), np.nan if train.task == "multilabel" else UNLABELED,
                                targets.dtype)
                 targets = np.concatenate([targets, fill])
-            yield self.augment(to_float_batch(images), g), torch.as_tensor(targets)
+            yield self.augment(to_float_batch(images, self.device), g), torch.as_tensor(targets)
 
     def epoch(self, epoch: int) -> Prefetch[tuple[Tensor, Tensor]]:
         """The batches of ``epoch`` (0-based), prepared one step ahead in a background thread;

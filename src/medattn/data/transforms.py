@@ -13,11 +13,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def to_float_batch(images: np.ndarray | Tensor) -> Tensor:
-    """uint8 B x H x W x 3 -> float32 B x 3 x H x W in [0, 1]."""
+def to_float_batch(images: np.ndarray | Tensor, device: torch.device | None = None) -> Tensor:
+    """uint8 B x H x W x 3 -> float32 B x 3 x H x W in [0, 1], on ``device`` (default: the CPU).
+
+    For a CUDA device the uint8 batch goes over (pinned memory, non-blocking copy: a quarter of the
+    bytes of the float batch) and is converted there."""
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()
     t = torch.as_tensor(images)
+    if device is not None and device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -25,7 +30,9 @@ class BatchAugment:
     """Random flips, 90-degree rotations, resized crop with optional rotation, and colour jitter.
 
     ``__call__(x, generator) -> x`` on float B x 3 x H x W in [0, 1]; the output has the same size.
-    Geometric transforms are done with one ``affine_grid`` / ``grid_sample`` per batch.
+    Geometric transforms are done with one ``affine_grid`` / ``grid_sample`` per batch. ``x`` may be
+    on a GPU: the random parameters are drawn from the (CPU) generator, so the result does not
+    depend on the device, and only they are copied to it.
     """
 
     def __init__(self, hflip: bool = True, vflip: bool = True, rot90: bool = True,
@@ -72,17 +79,17 @@ class BatchAugment:
     def colour(self, x: Tensor, g: torch.Generator) -> Tensor:
         b = x.shape[0]
         if self.brightness:
-            x = x * self._uniform(b, 1 - self.brightness, 1 + self.brightness, g).view(b, 1, 1, 1)
+            x = x * self._uniform(b, 1 - self.brightness, 1 + self.brightness, g).to(x).view(b, 1, 1, 1)
         if self.contrast:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * self._uniform(b, 1 - self.contrast, 1 + self.contrast, g).view(b, 1, 1, 1) + mean
+            x = (x - mean) * self._uniform(b, 1 - self.contrast, 1 + self.contrast, g).to(x).view(b, 1, 1, 1) + mean
         if self.saturation:
             grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-            x = (x - grey) * self._uniform(b, 1 - self.saturation, 1 + self.saturation, g).view(b, 1, 1, 1) + grey
+            x = (x - grey) * self._uniform(b, 1 - self.saturation, 1 + self.saturation, g).to(x).view(b, 1, 1, 1) + grey
         if self.hue:
             # Rotate chroma around the grey axis (a cheap, differentiable hue shift).
-            angle = self._uniform(b, -self.hue, self.hue, g) * 2 * math.pi
-            k = torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3)
+            angle = (self._uniform(b, -self.hue, self.hue, g) * 2 * math.pi).to(x)
+            k = (torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3)).to(x)
             cos, sin = torch.cos(angle).view(b, 1, 1, 1), torch.sin(angle).view(b, 1, 1, 1)
             cross = torch.cross(k.view(1, 3, 1, 1).expand_as(x), x, dim=1)
             dot = (x * k.view(1, 3, 1, 1)).sum(1, keepdim=True)

@@ -65,7 +65,7 @@ def predict_proba(model: torch.nn.Module, data: ImageDataset | np.ndarray, batch
     try:
         for start in bar:
             batch = images[start:start + batch_size]
-            x = (to_input(batch, start) if to_input else to_float_batch(batch)).to(device)
+            x = to_input(batch, start).to(device) if to_input else to_float_batch(batch, device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             probs = 0.0

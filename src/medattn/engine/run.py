@@ -18,6 +18,7 @@ from ..errors import RunError
 from ..models import MedAttnModel, create_model
 from ..files import atomic_write_text
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from .precision import Precision
 
 
 @dataclass
@@ -174,3 +175,14 @@ def check_config(cfg: Config) -> None:
         close = timm.list_models(f"*{cfg.model.backbone.split('_')[0]}*")[:5]
         raise ConfigError(f"model.backbone: {cfg.model.backbone!r} is not a timm model"
                           + (f" (similar: {', '.join(close)})" if close else ""))
+
+
+def run_precision(run_dir: str | Path, config: Config, device: torch.device) -> Precision:
+    """The precision a run trained and evaluated with: its ``train.precision``, or for ``auto`` the
+    one the trainer chose (recorded in ``last.json``; on a CPU ``auto`` is measured, not assumed)."""
+    last = Path(run_dir) / "last.json"
+    if config.train.precision == "auto" and last.is_file():
+        recorded = json.loads(last.read_text()).get("precision")
+        if recorded:
+            return Precision.resolve(recorded, device)
+    return Precision.resolve(config.train.precision, device)

@@ -13,6 +13,7 @@ all ranks before any metric, and only rank 0 writes into the run directory.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from .evaluate import evaluate_split, write_split_results
 from .inference import predict_proba
 from .loop import train_one_epoch
 from .optim import WarmupCosine, build_optimizer
-from .precision import Precision
+from .precision import Precision, auto_needs_measuring, faster_cpu_precision
 from .run import build_model, check_config, write_run_files
 
 
@@ -90,7 +91,7 @@ class Trainer:
         self.precision = Precision.resolve(t.precision, self.device)
         self.batches = TrainBatches(self.data.train, t.batch_size, config.seed, BatchAugment(**vars(config.augment)),
                                     t.sampler, self.data.unlabeled, t.unlabeled_ratio, t.max_steps_per_epoch,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
+                                    rank=self.dist.rank, world_size=self.dist.world_size, device=self.device)
         torch.manual_seed(config.seed)
         self.model = build_model(config, len(self.class_names), self.task).to(self.device)
         self.channels_last = t.channels_last
@@ -102,8 +103,35 @@ class Trainer:
         self.criterion = build_criterion(config.loss.name, self.task, self.class_weights, **config.loss.options)
         self.optimizer = build_optimizer(self.model, t)
         self.schedule = WarmupCosine.for_run(t, self.batches.steps_per_epoch)
+        if auto_needs_measuring(t.precision, self.device):
+            self.precision = self._choose_cpu_precision()
         self.scaler = self.precision.grad_scaler()
         self.select_metric = default_select_metric(self.task) if t.select_metric == "auto" else t.select_metric
+
+    def _choose_cpu_precision(self) -> Precision:
+        """``precision: auto`` on a CPU with bf16 flags: what the run used before (resume), else the
+        faster of bf16 and fp32 for this model and batch, timed on a copy (``faster_cpu_precision``);
+        under DDP rank 0's choice."""
+        last = self.run_dir / "last.json"
+        if self.resume and last.is_file() and "precision" in (meta := json.loads(last.read_text())):
+            return Precision.resolve(meta["precision"], self.device)
+        probe = copy.deepcopy(self.model).train()
+        x, y = next(iter(self.batches._make(0)))
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last) if self.channels_last else x.to(self.device)
+        ctx = LossContext(criterion=self.criterion, epoch=0, num_epochs=self.cfg.train.epochs,
+                          class_weights=self.class_weights)
+
+        def step(precision: Precision) -> None:
+            with precision.autocast():
+                loss = probe.forward_train(x, y.to(self.device), ctx).losses["total"]
+            loss.backward()
+            probe.zero_grad(set_to_none=True)
+
+        chosen, seconds = faster_cpu_precision(step, self.device)
+        name = self.dist.all_objects(chosen.name)[0]
+        self.log(f"precision auto: one training step takes {seconds['bf16']:.3f} s in bf16, {seconds['fp32']:.3f} s "
+                 f"in fp32 on this CPU -> {name}")
+        return Precision.resolve(name, self.device)
 
     @property
     def steps_per_epoch(self) -> int:
