@@ -29,8 +29,9 @@ def cpu_name() -> str:
     return "unknown"
 
 
-def batch_stream_cpu_seconds(size: int, batch: int = 32, steps: int = 8) -> float:
-    """CPU seconds per training image of the batch stream (index, to float, augment), one thread."""
+def batch_stream_cpu_seconds(size: int, batch: int = 32, steps: int = 8) -> tuple[float, float]:
+    """CPU seconds per training image, one thread: (the whole CPU batch stream: index, to float,
+    augment; only what stays on the CPU when a GPU augments: indexing the uint8 rows)."""
     import torch
 
     from medattn.data.batches import TrainBatches
@@ -47,7 +48,12 @@ def batch_stream_cpu_seconds(size: int, batch: int = 32, steps: int = 8) -> floa
     start = time.process_time()
     for _ in stream._make(1):
         pass
-    return (time.process_time() - start) / n
+    whole = (time.process_time() - start) / n
+    order = np.random.default_rng(1).permutation(n)
+    start = time.process_time()
+    for k in range(0, n, batch):
+        data.images[order[k:k + batch]]
+    return whole, (time.process_time() - start) / n
 
 
 def decode_cpu_seconds() -> tuple[float, str]:
@@ -57,23 +63,26 @@ def decode_cpu_seconds() -> tuple[float, str]:
     return per_image, f"{path.name}: {d['images']} images decoded to {d['size']} px on {d['machine']['cpu']}"
 
 
-def estimate(args: argparse.Namespace, stream_s: float, decode_s: float) -> list[dict]:
+def estimate(args: argparse.Namespace, stream_s: float, index_s: float, decode_s: float) -> list[dict]:
     decoded_gb = args.images * args.size * args.size * 3 / 1e9
     rows = []
     for gpus in args.gpus:
         nodes = max(1, -(-gpus // args.gpus_per_node))
-        cores = nodes * args.cores_per_node
         train_rate = gpus * args.gpu_train_img_s                  # images/s the GPUs can take
-        feed_rate = cores / stream_s                              # images/s the CPUs can augment (all cores)
+        # One batch thread per rank: with augmentation on the GPU it only indexes uint8 rows.
+        feed_rate = gpus / index_s
+        cpu_augment_rate = gpus / stream_s                        # if the CPU augmented (the CPU path)
         epoch_s = args.images / min(train_rate, feed_rate)
         eval_s = args.eval_images / (gpus * args.gpu_infer_img_s)
         rows.append({
             "gpus": gpus, "nodes": nodes,
-            "first_decode_min": round(args.images * decode_s / cores / 60, 1),
+            # rank 0 decodes, in min(8, cores) worker processes (data.options.num_workers' default)
+            "first_decode_min": round(args.images * decode_s / min(8, args.cores_per_node) / 60, 1),
             "epoch_min": round(epoch_s / 60, 1), "eval_min": round(eval_s / 60, 2),
             "run_hours": round(args.epochs * (epoch_s + eval_s) / 3600, 2),
-            "bottleneck": "GPU" if train_rate <= feed_rate else "CPU batch assembly + augmentation",
-            "cpu_feed_over_gpu_rate": round(feed_rate / train_rate, 2),
+            "bottleneck": "GPU" if train_rate <= feed_rate else "CPU batch indexing",
+            "cpu_feed_over_gpu_rate": round(feed_rate / train_rate, 1),
+            "cpu_augment_over_gpu_rate": round(cpu_augment_rate / train_rate, 2),
             "cache_disk_gb": round(decoded_gb, 1),
             "ram_per_rank_gb_memory_storage": round(decoded_gb, 1),
             "ram_per_node_gb_memmap": round(args.node_batch_gb * min(gpus, args.gpus_per_node), 1),
@@ -98,16 +107,17 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     args.gpu_infer_img_s = args.gpu_infer_img_s or 3 * args.gpu_train_img_s
-    stream_s = batch_stream_cpu_seconds(args.size)
+    stream_s, index_s = batch_stream_cpu_seconds(args.size)
     decode_s, decode_source = decode_cpu_seconds()
-    rows = estimate(args, stream_s, decode_s)
+    rows = estimate(args, stream_s, index_s, decode_s)
     result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "settings": vars(args),
-              "measured": {"batch_stream_cpu_s_per_image": stream_s, "decode_cpu_s_per_image": decode_s,
+              "measured": {"batch_stream_cpu_s_per_image": stream_s, "batch_index_cpu_s_per_image": index_s,
+                           "decode_cpu_s_per_image": decode_s,
                            "decode_source": decode_source},
               "assumed": {"gpu_train_img_s": args.gpu_train_img_s, "gpu_infer_img_s": args.gpu_infer_img_s},
               "rows": rows}
     print(f"batch stream: {1000 * stream_s:.2f} ms CPU per image at {args.size} px (one core: "
-          f"{1 / stream_s:.0f} img/s); decode: {1000 * decode_s:.2f} ms CPU per image ({decode_source})")
+          f"{1 / stream_s:.0f} img/s), of which indexing {1000 * index_s:.3f} ms; decode: {1000 * decode_s:.2f} ms CPU per image ({decode_source})")
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:
