@@ -15,14 +15,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inference precision (default: the run's train.precision, as its own evaluation)")
     add_tta_argument(p)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
-    p.add_argument("--threshold-split", default="val",
-                   help="multi-label: split on which per-class thresholds are tuned (default val; 'none' to skip)")
+    p.add_argument("--threshold-split", default=None,
+                   help="split on which per-class thresholds (and, multi-class, the temperature) are fitted "
+                        "(default val; 'none' to skip)")
+    p.add_argument("--threshold-rule", choices=["f1", "youden"], default="f1",
+                   help="multi-class: each class's threshold maximises F1 (default) or Youden's J on that split")
     p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json, eval_<split>_tta-<mode>.json with --tta; "
                                  "on other data than the run's: eval_<split>_<format>-<folder>-<hash>.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.data import read_split
+    from ..errors import ConfigError, DataError
     from ..engine.evaluate import evaluate_split, write_split_results
     from ..engine.precision import Precision
     from ..engine.run import run_precision
@@ -36,11 +40,20 @@ def run(args: argparse.Namespace) -> int:
     refuse_existing([out, csv_path], args.overwrite)
     device = next(run.model.parameters()).device
     precision = Precision.resolve(args.precision, device) if args.precision else run_precision(args.run_dir, run.config, device)
-    tune = run.task == "multilabel" and args.threshold_split != "none"
+    fit_split = args.threshold_split or cfg.data.val_split
+    fit_data = None
+    if fit_split != "none":
+        try:
+            fit_data = read_split(cfg, fit_split)
+        except (DataError, ConfigError) as err:
+            if args.threshold_split:  # asked for by name: its absence is an error
+                raise
+            print(f"medattn evaluate: no {fit_split!r} split to fit thresholds and temperature on ({err}); "
+                  f"scored without them (choose one with --threshold-split)")
     metrics, probs = evaluate_split(run.model, dataset, run.class_names, run.task, precision=precision, tta=args.tta,
                                     n_boot=args.bootstrap, progress=f"evaluate {args.split}",
-                                    threshold_data=read_split(cfg, args.threshold_split) if tune else None,
-                                    threshold_split=args.threshold_split)
+                                    threshold_data=fit_data, threshold_split=fit_split,
+                                    threshold_rule=args.threshold_rule)
     metrics["data"] = {"format": cfg.data.format, "root": cfg.data.root, "options": cfg.data.options, "split": args.split}
     write_split_results(out, csv_path, dataset, probs, run.class_names, metrics)
     print(results_table({args.split: metrics}, run.task))

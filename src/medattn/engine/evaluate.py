@@ -17,6 +17,8 @@ import torch
 
 from ..data.dataset import ImageDataset
 from ..metrics.multilabel import tune_thresholds
+from ..metrics.temperature import temperature_report
+from ..metrics.thresholds import class_thresholds, metrics_at_thresholds
 from ..metrics.summary import compute_metrics, with_confidence_intervals
 from ..files import atomic_write_text
 from .distributed import Distributed, predict_sharded
@@ -27,12 +29,15 @@ from .precision import Precision
 def evaluate_split(model: torch.nn.Module, dataset: ImageDataset, class_names: list[str], task: str, *,
                    precision: Precision | None = None, batch_size: int = 64, channels_last: bool = True,
                    tta: str = "none", n_boot: int = 0, threshold_data: ImageDataset | None = None,
-                   threshold_split: str = "val", progress: bool | str = False,
+                   threshold_split: str = "val", threshold_rule: str = "f1", progress: bool | str = False,
                    shards: Distributed | None = None) -> tuple[dict, np.ndarray]:
     """(metrics, probabilities (N, K)) of ``model`` on ``dataset``.
 
-    Multi-label: with ``threshold_data`` (e.g. the validation split) per-class thresholds are tuned on
-    it (best F1) and the metrics at those thresholds go under ``tuned``. ``n_boot`` > 0 adds 95%
+    With ``threshold_data`` (e.g. the validation split), decisions are also made at thresholds chosen
+    on it. Multi-label: per-class thresholds (best F1), metrics under ``tuned``. Multi-class: each
+    class vs rest at the threshold that maximises ``threshold_rule`` ("f1" or "youden") on it, under
+    ``at_val_thresholds`` (``metrics.thresholds``), and temperature scaling fitted on it with the
+    ECE before and after, under ``calibration`` (``metrics.temperature``). ``n_boot`` > 0 adds 95%
     bootstrap intervals of the headline metrics (``ci95``). ``tta`` as ``predict_proba``. ``shards``
     (under DDP): every rank predicts its slice and all predictions are gathered before any metric.
     """
@@ -43,12 +48,20 @@ def evaluate_split(model: torch.nn.Module, dataset: ImageDataset, class_names: l
 
     probs = predict(dataset, progress)
     metrics = compute_metrics(dataset.targets, probs, class_names, task)
-    if task == "multilabel" and threshold_data is not None:
+    if threshold_data is not None:
         lab = threshold_data.labeled
-        thresholds = tune_thresholds(threshold_data.targets[lab], predict(threshold_data, False)[lab])
-        metrics["tuned"] = compute_metrics(dataset.targets, probs, class_names, task, thresholds=thresholds)
-        metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
-        metrics["tuned"]["threshold_split"] = threshold_split
+        fit_y, fit_p = threshold_data.targets[lab], predict(threshold_data, False)[lab]
+        if task == "multilabel":
+            thresholds = tune_thresholds(fit_y, fit_p)
+            metrics["tuned"] = compute_metrics(dataset.targets, probs, class_names, task, thresholds=thresholds)
+            metrics["tuned"]["thresholds"] = [float(t) for t in thresholds]
+            metrics["tuned"]["threshold_split"] = threshold_split
+        else:
+            chosen = class_thresholds(fit_y, fit_p, class_names, threshold_rule)
+            metrics["at_val_thresholds"] = {**metrics_at_thresholds(dataset.targets, probs, class_names, chosen,
+                                                                    threshold_rule, threshold_split),
+                                            "thresholds": chosen}
+            metrics["calibration"] = temperature_report(fit_y, fit_p, dataset.targets, probs, threshold_split)
     if n_boot:
         metrics = with_confidence_intervals(metrics, dataset.targets, probs, class_names, task, n_boot=n_boot)
     metrics["tta"] = tta

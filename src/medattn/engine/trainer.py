@@ -247,7 +247,7 @@ class Trainer:
             metrics, probs = evaluate_split(
                 self.model, dataset, self.class_names, self.task, precision=self.precision,
                 batch_size=self.cfg.train.eval_batch_size, channels_last=self.channels_last, n_boot=n_boot,
-                threshold_data=self.data.val if self.task == "multilabel" else None,
+                threshold_data=self.data.val,
                 threshold_split=self.cfg.data.val_split, progress=f"eval {split}" if self.progress else False,
                 shards=self.dist)
             if self.dist.is_main:
