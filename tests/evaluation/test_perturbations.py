@@ -146,3 +146,24 @@ def test_real_artifacts_are_painted_outside_the_lesion_and_deterministic():
         assert (out[lesion] == 200).all(), name
         assert (out[~lesion] != 200).any(), f"{name} painted nothing"
         np.testing.assert_array_equal(out, add_artifacts(images, masks, [name], seed=4))
+
+
+def test_mirror_fills_keep_one_region_and_say_what_they_could_not_fill():
+    from medattn.evaluation.perturbations import remove_background, remove_lesion
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 10, 10, 3), dtype=np.uint8)
+    masks = np.zeros((3, 10, 10), np.uint8)
+    masks[0, 3:7, 3:7] = 1
+    masks[1] = 1  # the lesion fills the image: nothing to fill it with
+    masks[2, 0:2, 0:2] = 1
+    bg_only, kept = remove_lesion(images, masks)
+    assert kept == 1 and np.array_equal(bg_only[1], images[1])
+    assert np.array_equal(bg_only[0][masks[0] == 0], images[0][masks[0] == 0])  # background untouched
+    assert not np.array_equal(bg_only[0][3:7, 3:7], images[0][3:7, 3:7])
+    lesion_only, colour = remove_background(images, masks)
+    expected = np.round(images[masks == 0].reshape(-1, 3).mean(axis=0)).astype(np.uint8)
+    assert np.array_equal(colour, expected)
+    assert (lesion_only[0][masks[0] == 0] == colour).all() and np.array_equal(lesion_only[1], images[1])
+    with pytest.raises(ValueError, match="no image of the split has a background pixel"):
+        remove_background(images[1:2], masks[1:2])

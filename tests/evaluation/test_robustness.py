@@ -103,6 +103,26 @@ def test_lesion_model_is_invariant_to_background_shift_and_shortcut_model_is_not
     assert s["delta"]["balanced_accuracy"] == -1.0
 
 
+def test_mirror_test_background_alone_and_lesion_alone(monkeypatch):
+    no_artifacts(monkeypatch)
+    data, unrelated = coloured_set(24), coloured_set(24, seed=2, background_follows_class=False)
+    lesion = evaluate_robustness(RegionModel("lesion"), unrelated, sigmas=(0.0,), artifacts=(), seed=1)["background"]
+    shortcut = evaluate_robustness(RegionModel("background"), data, sigmas=(0.0,), artifacts=(), seed=1)["background"]
+    # The lesion model, where backgrounds say nothing of the class: from the background alone (the
+    # lesion filled with background pixels) it guesses, from the lesion alone it is still perfect...
+    assert lesion["lesion_removed"]["metrics"]["balanced_accuracy"] < 0.7
+    assert lesion["lesion_removed"]["flip_fraction"] > 0.3
+    assert lesion["background_removed"]["metrics"]["balanced_accuracy"] == 1.0
+    assert lesion["background_removed"]["flip_fraction"] == 0.0
+    # ... and the background shortcut the other way round.
+    assert shortcut["lesion_removed"]["metrics"]["balanced_accuracy"] == 1.0
+    assert shortcut["lesion_removed"]["flip_fraction"] == 0.0 and shortcut["lesion_removed"]["n_unchanged"] == 0
+    gone = shortcut["background_removed"]["metrics"]  # every image looks the same to it: a three-way tie
+    assert gone["macro_auc"] == 0.5 and gone["n_undecided"] == 24 and gone["balanced_accuracy"] == 0.0
+    # One fill colour for the split: the mean background colour (channel c at 160 for a third of the images).
+    assert shortcut["background_removed"]["fill_colour"] == [80, 80, 80]
+
+
 def test_every_noise_level_has_all_metrics_and_sigma_zero_equals_clean(monkeypatch):
     no_artifacts(monkeypatch)
     data = coloured_set(24)
@@ -153,12 +173,13 @@ def test_outputs_json_table_and_plot(tmp_path, monkeypatch):
     json_path, md, png = write_robustness(result, tmp_path / "r" / "robustness_test.json")
     loaded = json.loads(json_path.read_text())
     assert loaded["noise"][1]["sigma"] == 0.05 and set(loaded["background"]) == {
-        "swap", "artifact_ruler", "artifact_ink", "artifact_all"}
+        "swap", "artifact_ruler", "artifact_ink", "artifact_all", "lesion_removed", "background_removed"}
     table = md.read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith("| ")]
     assert [r.split(" | ")[0] for r in rows[1:]] == [
         "| clean", "| noise sigma=0", "| noise sigma=0.05", "| background swap", "| artifact: ruler",
-        "| artifact: ink", "| artifact: all", "| shifted split (test_shifted)"]
+        "| artifact: ink", "| artifact: all", "| background alone (lesion removed)",
+        "| lesion alone (background removed)", "| shifted split (test_shifted)"]
     assert "| background swap | 0.0000 (-1.0000) |" in table and "| 100.0% |" in table
     assert robustness_table(result) in table
     with Image.open(png) as im:
@@ -172,7 +193,8 @@ def test_baseline_model_runs_through_every_condition(monkeypatch):
     torch.manual_seed(0)
     model = medattn.create_model("baseline", backbone="resnet10t", pretrained=False, num_classes=3)
     result = evaluate_robustness(model, coloured_set(6), sigmas=(0.0, 0.1), artifacts=("hair",), batch_size=4)
-    assert len(result["noise"]) == 2 and set(result["background"]) == {"swap", "artifact_hair"}
+    assert len(result["noise"]) == 2 and set(result["background"]) == {"swap", "artifact_hair", "lesion_removed",
+                                                                  "background_removed"}
     assert 0.0 <= result["noise"][1]["flip_fraction"] <= 1.0
 
 

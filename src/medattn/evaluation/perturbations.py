@@ -79,6 +79,34 @@ def background_plate(image: np.ndarray, lesion: np.ndarray) -> np.ndarray:
     return image[rows, cols]
 
 
+def remove_lesion(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """The background alone: every lesion filled with its nearest background pixels
+    (``background_plate``). Returns (N x H x W x 3 uint8, how many images were left unchanged because
+    their mask covers the whole image)."""
+    images = _check_images(images)
+    lesion = lesion_masks(masks, images)
+    out, kept = images.copy(), 0
+    for i in range(len(images)):
+        if lesion[i].all():
+            kept += 1
+        else:
+            out[i] = background_plate(images[i], lesion[i])
+    return out, kept
+
+
+def remove_background(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lesion alone: every pixel outside the lesion set to one colour, the mean background colour
+    of the whole split, so that the background carries no information about the image. Returns
+    (N x H x W x 3 uint8, that colour (3,) uint8)."""
+    images = _check_images(images)
+    lesion = lesion_masks(masks, images)
+    background = ~lesion
+    if not background.any():
+        raise ValueError("no image of the split has a background pixel outside its lesion mask")
+    colour = np.round(images[background].reshape(-1, 3).mean(axis=0)).astype(np.uint8)
+    return np.where(lesion[..., None], images, colour), colour
+
+
 def background_donors(n: int, seed: int = 0, groups: np.ndarray | None = None,
                       usable: np.ndarray | None = None) -> np.ndarray:
     """For each of ``n`` images, the index of another image whose background it receives.

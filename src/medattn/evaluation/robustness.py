@@ -6,7 +6,10 @@
 for multi-label ones), the change of the headline metrics against the clean images, and the fraction
 of predictions that flip. A prediction is the argmax class (multi-class) or the set of labels with
 probability >= 0.5 (multi-label); it flips when it differs from the clean image's. Metrics use the
-labeled images; flips count every image. ``write_robustness`` saves the result as JSON, a markdown
+labeled images; flips count every image. With lesion masks there is also the mirror test: the metrics
+from the background alone (``lesion_removed``: each lesion filled with its nearest background pixels)
+and from the lesion alone (``background_removed``: the background set to one colour for the whole
+split). A model that leans on the background scores well on the first. ``write_robustness`` saves the result as JSON, a markdown
 table and a plot (``medattn.evaluation.robustness_plot``).
 """
 from __future__ import annotations
@@ -23,7 +26,8 @@ from ..metrics.summary import HEADLINE, compute_metrics
 from ..engine.inference import predict_proba
 from ..engine.precision import Precision
 from .robustness_results import headline, robustness_table
-from .perturbations import DEFAULT_ARTIFACTS, add_artifacts, gaussian_noise, swap_background
+from .perturbations import (DEFAULT_ARTIFACTS, add_artifacts, gaussian_noise, remove_background, remove_lesion,
+                            swap_background)
 
 SIGMAS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.05, 0.1)
 """Noise levels of the SIBnet protocol (standard deviation on the [0, 1] image scale)."""
@@ -92,7 +96,7 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
         raise ValueError(f"the shifted split's classes {shifted.class_names} differ from {dataset.class_names}")
     names = HEADLINE[task]
     run = lambda images: predict_proba(model, images, batch_size, task=task, precision=precision)  # noqa: E731
-    steps = len(sigmas) + 1 + (len(artifacts) + 2 if dataset.masks is not None else 0) + (shifted is not None)
+    steps = len(sigmas) + 1 + (len(artifacts) + 4 if dataset.masks is not None else 0) + (shifted is not None)
     bar = tqdm(total=steps, desc="robustness", disable=not progress, leave=False)
 
     clean_probs = run(dataset.images)
@@ -125,6 +129,15 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
             background[key] = _condition(dataset, run(painted), clean_probs, names, clean_head)
             background[key]["artifacts"] = combo
             bar.update()
+        # The mirror test: what the model scores from the background alone, and from the lesion alone.
+        background_only, kept = remove_lesion(dataset.images, dataset.masks)
+        background["lesion_removed"] = _condition(dataset, run(background_only), clean_probs, names, clean_head)
+        background["lesion_removed"]["n_unchanged"] = kept
+        bar.update()
+        lesion_only, colour = remove_background(dataset.images, dataset.masks)
+        background["background_removed"] = _condition(dataset, run(lesion_only), clean_probs, names, clean_head)
+        background["background_removed"]["fill_colour"] = colour.tolist()
+        bar.update()
         result["background"] = background
 
     if shifted is not None:

@@ -11,8 +11,11 @@ def headline(metrics: dict, names: Sequence[str]) -> dict[str, float]:
 
 
 def background_label(key: str) -> str:
-    """Display name of a background condition: "background swap", "artifact: ruler", "artifact: all"."""
-    return "background swap" if key == "swap" else key.replace("_", ": ", 1)
+    """Display name of a background condition: "background swap", "artifact: ruler", "artifact: all",
+    "background alone (lesion removed)", "lesion alone (background removed)"."""
+    named = {"swap": "background swap", "lesion_removed": "background alone (lesion removed)",
+             "background_removed": "lesion alone (background removed)"}
+    return named.get(key) or key.replace("_", ": ", 1)
 
 
 def condition_rows(result: dict) -> list[tuple[str, dict, float | None]]:
