@@ -70,6 +70,10 @@ def test_every_level_maps_to_its_criterion_flag_and_grouped_level(tmp_path):
             k += 1
     assert (lv.targets.reshape(len(lv), -1).sum(axis=1) == 7).all()  # one level per criterion
     assert (full.targets.sum(axis=1) == 7).all()
+    cases[5]["diagnosis"] = "melanoma (in situ)"  # beside the criteria, the diagnosis: the checklist is scored on it
+    make_derm7pt(tmp_path, cases)
+    mel = load_split("derm7pt", str(tmp_path), "train", 8, split_scheme="asymmetric", **QUIET).extra["melanoma"]
+    assert mel == [int(k == 5) for k in range(len(cases))]
 
 
 def test_diagnosis_groups_and_melanoma(tmp_path):

@@ -276,6 +276,9 @@ def read_derm7pt(root: str, split: str, image_size: int | None, **options) -> Im
     weights = seven_point_weights(float(options.get("major_weight", 2.0)), float(options.get("minor_weight", 1.0)))
     info.update(splits=split_record("derm7pt", ids, parts, **protocol), seven_point_weights=weights.tolist(),
                 seven_point_threshold=SEVEN_POINT_THRESHOLD)
+    if task == "criteria":  # the diagnosis beside the criteria: the checklist's melanoma decision is scored
+        melanoma, _ = _targets(table, "melanoma", True, problems)
+        info["melanoma"] = melanoma[rows].tolist()
     return build_dataset(source=str(root), split=split, ids=[ids[i] for i in rows], image_paths=[paths[i] for i in rows],
                          targets=targets[rows], class_names=class_names,
                          task="multilabel" if task in ("criteria", "levels") else "multiclass",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import ImageDataset
+from ..metrics.checklist import checklist_melanoma
 from ..metrics.multilabel import tune_thresholds
 from ..metrics.temperature import temperature_report
 from ..metrics.thresholds import class_thresholds, metrics_at_thresholds
@@ -37,7 +38,9 @@ def evaluate_split(model: torch.nn.Module, dataset: ImageDataset, class_names: l
     on it. Multi-label: per-class thresholds (best F1), metrics under ``tuned``. Multi-class: each
     class vs rest at the threshold that maximises ``threshold_rule`` ("f1" or "youden") on it, under
     ``at_val_thresholds`` (``metrics.thresholds``), and temperature scaling fitted on it with the
-    ECE before and after, under ``calibration`` (``metrics.temperature``). ``n_boot`` > 0 adds 95%
+    ECE before and after, under ``calibration`` (``metrics.temperature``). A split that carries the
+    7-point checklist (derm7pt criteria: ``extra["melanoma"]``, ``extra["seven_point_weights"]``) also
+    gets the checklist's melanoma decision, under ``checklist`` (``metrics.checklist``). ``n_boot`` > 0 adds 95%
     bootstrap intervals of the headline metrics (``ci95``). ``tta`` as ``predict_proba``. ``shards``
     (under DDP): every rank predicts its slice and all predictions are gathered before any metric.
     """
@@ -62,6 +65,12 @@ def evaluate_split(model: torch.nn.Module, dataset: ImageDataset, class_names: l
                                                                     threshold_rule, threshold_split),
                                             "thresholds": chosen}
             metrics["calibration"] = temperature_report(fit_y, fit_p, dataset.targets, probs, threshold_split)
+    extra = dataset.extra
+    if task == "multilabel" and "melanoma" in extra and "seven_point_weights" in extra:  # derm7pt criteria
+        metrics["checklist"] = checklist_melanoma(
+            probs, np.asarray(extra["melanoma"]), np.asarray(extra["seven_point_weights"]),
+            criteria_thresholds=np.asarray(metrics.get("tuned", {}).get("thresholds", 0.5)),
+            criteria_truth=dataset.targets, threshold=float(extra.get("seven_point_threshold", 3)))
     if n_boot:
         metrics = with_confidence_intervals(metrics, dataset.targets, probs, class_names, task, n_boot=n_boot)
     metrics["tta"] = tta
