@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medattn.cli import build_parser, main
-from readers_testkit import make_isic2017
+from readers_testkit import make_ham, make_isic2017
 
 FAST = ["model.backbone=resnet10t", "model.pretrained=false", "data.image_size=32", "train.batch_size=8",
         "train.precision=fp32", "train.epochs=1"]
@@ -237,3 +237,24 @@ def test_saliency_scores_only_the_images_with_a_mask_when_asked(isic_run, tmp_pa
     assert "2 of 6 images have no lesion mask and are left out" in capsys.readouterr().err
     summary = json.loads((run / "saliency_test.json").read_text())  # masks add annotations: the run's own data
     assert summary["n_images"] == 6 and summary["n_scored"] == 4 and sorted(summary["left_out_without_mask"]) == ids[4:]
+
+
+def test_cross_dataset_evaluation_maps_classes_and_says_what_it_left_out(isic_run, tmp_path, capsys):
+    _, run = isic_run
+    ham = tmp_path / "ham"
+    make_ham(ham, [("mel", 3), ("bkl", 2), ("nv", 4), ("bcc", 2), ("mel", 2), ("nv", 3)])
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-format", "ham10000", "--data-root", str(ham), "--split", "test",
+                 "--set", "data.options.test_fraction=0.5", "--set", "data.options.val_fraction=0.2",
+                 "--map-classes", "mel=melanoma,bkl=seborrheic_keratosis,nv=nevus", "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "--map-classes:" in out and "images in the run's classes" in out
+    written = sorted(p.name for p in run.glob("eval_test_ham10000-ham-*.json"))
+    assert len(written) == 1 and (run / "eval_test.json").is_file()  # the run's own results are untouched
+    metrics = json.loads((run / written[0]).read_text())
+    assert metrics["data"]["format"] == "ham10000" and "isic2017" in metrics
+    # The same data without a map is refused: its classes are not the run's.
+    err = one_line_error(capsys, "evaluate", str(run), "--data-format", "ham10000", "--data-root", str(ham),
+                         "--split", "test", "--set", "data.options.test_fraction=0.5",
+                         "--set", "data.options.val_fraction=0.2", "--overwrite")
+    assert "differ from the run's" in err

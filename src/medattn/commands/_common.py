@@ -81,13 +81,13 @@ def load_run_and_split(args, device=None):
     for item in args.overrides:
         cfg = apply_update(cfg, parse_override(item))  # as `train --set`: a new reader drops the old options
     cfg = Config.from_dict(cfg)
-    return run, cfg, read_run_split(run, cfg, args.split)
+    return run, cfg, read_run_split(run, cfg, args.split, getattr(args, "map_classes", None))
 
 
 SAME_DATA_OPTIONS = ("masks", "mask_dir", "max_pixels", "cache", "num_workers", "progress", "storage")
 
 
-def results_stem(run, cfg, split: str) -> str:
+def results_stem(run, cfg, split: str, class_map: str | None = None) -> str:
     """The name a command's results on ``split`` get: the split itself on the run's own data, else
     ``<split>_<format>-<root folder>-<hash of the data settings>``, so results on other data never
     replace the run's own. Options that add annotations or change how files are decoded, not which
@@ -97,10 +97,10 @@ def results_stem(run, cfg, split: str) -> str:
     def identity(d) -> tuple:
         return d.format, d.root, {k: v for k, v in d.options.items() if k not in SAME_DATA_OPTIONS}
 
-    if identity(run.config.data) == identity(cfg.data):
+    if identity(run.config.data) == identity(cfg.data) and not class_map:
         return split
     asked = cfg.data
-    digest = hashlib.sha256(json.dumps(identity(asked), sort_keys=True, default=str).encode()).hexdigest()[:6]
+    digest = hashlib.sha256(json.dumps([identity(asked), class_map], sort_keys=True, default=str).encode()).hexdigest()[:6]
     folder = Path(asked.root).name if asked.root else "data"
     return f"{split}_{asked.format}-{folder}-{digest}"
 
@@ -114,11 +114,20 @@ def refuse_existing(paths, overwrite: bool) -> None:
         raise OutputExistsError(f"{taken[0]} exists; pass --overwrite to replace it (or choose another --out)")
 
 
-def read_run_split(run, cfg, split: str):
-    """``split`` of the data ``cfg`` names, refused (`DataError`) when its classes are not the run's."""
+def read_run_split(run, cfg, split: str, class_map: str | None = None):
+    """``split`` of the data ``cfg`` names, refused (`DataError`) when its classes are not the run's;
+    with ``class_map`` (``--map-classes``) its classes are first mapped to the run's (``data.relabel``)
+    and the images left out are said."""
     from ..engine.data import read_split
 
     dataset = read_split(cfg, split)
+    if class_map:
+        from ..data.relabel import parse_class_map, relabel
+
+        dataset, left_out = relabel(dataset, parse_class_map(class_map), list(run.class_names))
+        dropped = {k: v for k, v in left_out.items() if v}
+        print(f"--map-classes: {len(dataset)} images in the run's classes"
+              + (f"; left out (no class given): {', '.join(f'{k} {v}' for k, v in dropped.items())}" if dropped else ""))
     if dataset.class_names != run.class_names:
         from ..errors import DataError
 

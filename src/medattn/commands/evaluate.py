@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold-split", default=None,
                    help="split on which per-class thresholds (and, multi-class, the temperature) are fitted "
                         "(default val; 'none' to skip)")
+    p.add_argument("--map-classes", metavar="SRC=RUN_CLASS,...",
+                   help="score another data set's classes as the run's, e.g. mel=melanoma,bkl=seborrheic_keratosis,"
+                        "nv=nevus (classes not named are left out and counted; *=CLASS maps all the others)")
     p.add_argument("--threshold-rule", choices=["f1", "youden"], default="f1",
                    help="multi-class: each class's threshold maximises F1 (default) or Youden's J on that split")
     p.add_argument("--out", help="JSON file (default: RUN_DIR/eval_<split>.json, eval_<split>_tta-<mode>.json with --tta; "
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ._common import load_run_and_split, refuse_existing, results_stem, results_table
 
     run, cfg, dataset = load_run_and_split(args)
-    name = predictions_name(results_stem(run, cfg, args.split), args.tta)  # never replaces the run's plain results
+    name = predictions_name(results_stem(run, cfg, args.split, args.map_classes), args.tta)  # never replaces the run's plain results
     out = Path(args.out) if args.out else Path(args.run_dir) / f"eval_{name}.json"
     csv_path = out.with_name(f"predictions_{name}.csv")
     refuse_existing([out, csv_path], args.overwrite)
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     fit_data = None
     if fit_split != "none":
         try:
-            fit_data = read_split(cfg, fit_split)
+            # Another data set's classes: the model's operating point comes from its own validation data.
+            fit_data = read_split(run.config if args.map_classes else cfg, fit_split)
         except (DataError, ConfigError) as err:
             if args.threshold_split:  # asked for by name: its absence is an error
                 raise
