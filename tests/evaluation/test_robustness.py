@@ -220,3 +220,16 @@ def test_robustness_command_end_to_end(tmp_path, capsys):
     assert [c["sigma"] for c in result["noise"]] == [0.0, 0.1] and result["noise"][0]["flip_fraction"] == 0.0
     assert result["shift"]["n_images"] == 4  # test_shifted is compared by default for the synthetic set
     assert "sigma" in capsys.readouterr().out
+
+
+def test_images_without_a_mask_are_left_out_of_the_background_conditions_only(monkeypatch):
+    no_artifacts(monkeypatch)
+    data = coloured_set(24)
+    data.has_mask = np.arange(24) >= 6  # masks: available, six images without one
+    data.masks[:6] = 0
+    result = evaluate_robustness(RegionModel("lesion"), data, sigmas=(0.0,), artifacts=(), seed=1)
+    assert result["clean"]["metrics"]["n"] == 24  # classification scores keep every image
+    assert result["background_n_images"] == 18
+    assert result["background_note"] == "6 of 24 images have no lesion mask and are left out of the background conditions"
+    swap = result["background"]["swap"]
+    assert swap["metrics"]["n"] == 18 and swap["flip_fraction"] == 0.0 and swap["delta"]["balanced_accuracy"] == 0.0

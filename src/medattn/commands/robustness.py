@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_robustness(result, out)
     print(robustness_table(result))
     if result["background_note"]:
-        print(f"background conditions skipped: {result['background_note']}")
+        print(("background conditions skipped: " if result["background"] is None else "background conditions: ")
+              + result["background_note"])
     print("wrote " + ", ".join(map(str, paths)))
     return 0

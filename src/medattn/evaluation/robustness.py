@@ -116,26 +116,36 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
     if dataset.masks is None:
         result["background_note"] = "the split has no lesion masks"
     else:
-        groups = dataset.targets if task == "multiclass" else None
-        swapped, donors = swap_background(dataset.images, dataset.masks, seed, groups=groups)
-        background = {"swap": _condition(dataset, run(swapped), clean_probs, names, clean_head)}
+        # Images without a mask (masks: available) have no known background: they are left out of the
+        # background conditions, which are compared with the clean predictions of the same images.
+        with_mask = np.ones(len(dataset), bool) if dataset.has_mask is None else np.asarray(dataset.has_mask, bool)
+        bg = dataset if with_mask.all() else dataset.subset(with_mask)
+        bg_clean = clean_probs[with_mask]
+        bg_head = clean_head if with_mask.all() else headline(_condition(bg, bg_clean, None, names, None)["metrics"], names)
+        if not with_mask.all():
+            result["background_note"] = (f"{int((~with_mask).sum())} of {len(dataset)} images have no lesion mask and "
+                                         f"are left out of the background conditions")
+        result["background_n_images"] = len(bg)
+        groups = bg.targets if task == "multiclass" else None
+        swapped, donors = swap_background(bg.images, bg.masks, seed, groups=groups)
+        background = {"swap": _condition(bg, run(swapped), bg_clean, names, bg_head)}
         background["swap"]["donor_other_class"] = (
             float(np.mean(groups[donors] != groups)) if groups is not None else None)
         bar.update()
         combos = [[a] for a in artifacts] + ([list(artifacts)] if len(artifacts) > 1 else [])
         for combo in combos:
-            painted = add_artifacts(dataset.images, dataset.masks, combo, seed)
+            painted = add_artifacts(bg.images, bg.masks, combo, seed)
             key = "artifact_" + ("all" if len(combo) > 1 else combo[0])
-            background[key] = _condition(dataset, run(painted), clean_probs, names, clean_head)
+            background[key] = _condition(bg, run(painted), bg_clean, names, bg_head)
             background[key]["artifacts"] = combo
             bar.update()
         # The mirror test: what the model scores from the background alone, and from the lesion alone.
-        background_only, kept = remove_lesion(dataset.images, dataset.masks)
-        background["lesion_removed"] = _condition(dataset, run(background_only), clean_probs, names, clean_head)
+        background_only, kept = remove_lesion(bg.images, bg.masks)
+        background["lesion_removed"] = _condition(bg, run(background_only), bg_clean, names, bg_head)
         background["lesion_removed"]["n_unchanged"] = kept
         bar.update()
-        lesion_only, colour = remove_background(dataset.images, dataset.masks)
-        background["background_removed"] = _condition(dataset, run(lesion_only), clean_probs, names, clean_head)
+        lesion_only, colour = remove_background(bg.images, bg.masks)
+        background["background_removed"] = _condition(bg, run(lesion_only), bg_clean, names, bg_head)
         background["background_removed"]["fill_colour"] = colour.tolist()
         bar.update()
         result["background"] = background
