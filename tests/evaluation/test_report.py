@@ -315,3 +315,26 @@ def test_report_renders_in_headless_chromium(fake_report, tmp_path):
     (copy / "training.png").unlink()
     widths = rendered(copy, tmp_path, 1200)["widths"]
     assert widths.pop("training.png") == 0 and min(widths.values()) > 0
+
+
+def test_report_shows_val_thresholds_temperature_and_the_checklist():
+    from medattn.evaluation.report_sections import _chosen_on_val
+    from medattn.metrics.checklist import checklist_melanoma
+    from medattn.metrics.temperature import temperature_report
+    from medattn.metrics.thresholds import class_thresholds, metrics_at_thresholds
+
+    rng = np.random.default_rng(3)
+    y = np.arange(60) % 3
+    p = rng.dirichlet(np.ones(3), 60)
+    chosen = class_thresholds(y, p, CLASSES, "youden")
+    at = {**metrics_at_thresholds(y, p, CLASSES, chosen, "youden", "val"), "thresholds": chosen}
+    cal = temperature_report(y, p, y, p, "val")
+    criteria = rng.random((60, 7))
+    checklist = checklist_melanoma(criteria, y == 0, np.array([2, 2, 2, 1, 1, 1, 1.0]), criteria_truth=criteria > 0.5)
+    html = _chosen_on_val({"at_val_thresholds": at, "calibration": cal, "checklist": checklist}, CLASSES)
+    assert "Each class vs rest at thresholds chosen on val (youden)" in html
+    assert f"<td>{at['per_class'][CLASSES[1]]['f1']:.3f}</td>" in html and f"<td>{at['macro_f1']:.3f}</td>" in html
+    assert f"T = {cal['temperature']:.3f}; ECE {cal['ece']:.3f} -> {cal['ece_scaled']:.3f}" in html
+    assert "Melanoma by the 7-point checklist" in html
+    assert f"<td>{checklist['expected_score']['auc']:.3f}</td>" in html
+    assert _chosen_on_val({}, CLASSES) == ""

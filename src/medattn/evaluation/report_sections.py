@@ -82,6 +82,34 @@ def split_section(pred, metrics: dict, class_names: list[str], task: str, fig_di
     parts.append('<div class="figs">' + "".join(figs) + "</div>")
     parts.append("<h3>ROC and precision-recall curves</h3>" + H.figure(
         f"roc_pr_{tag}.png", "One-vs-rest per class; AUC and AP from the metrics above.", f"ROC and PR {pred.split}"))
+    parts.append(_chosen_on_val(metrics, class_names))
+    return "".join(parts)
+
+
+def _chosen_on_val(metrics: dict, class_names: list[str]) -> str:
+    """Each class vs rest at its threshold chosen on val, temperature scaling, the 7-point checklist:
+    what the split's metrics hold of them."""
+    parts = []
+    at = metrics.get("at_val_thresholds")
+    if at:
+        rows = [[H.esc(c), *[H.number(at["per_class"][c].get(k)) for k in ("threshold", "f1", "recall", "precision",
+                                                                          "specificity")]] for c in class_names]
+        rows.append(["macro", "", *[H.number(at.get(f"macro_{k}")) for k in ("f1", "recall", "precision", "specificity")]])
+        parts.append(f"<h3>Each class vs rest at thresholds chosen on {H.esc(at['split'])} ({H.esc(at['rule'])})</h3>"
+                     + H.table(["class", "threshold", "F1", "recall", "precision", "specificity"], rows))
+    cal = metrics.get("calibration")
+    if cal:
+        parts.append(H.note(f"Temperature scaling fitted on {H.esc(cal['fit_split'])}: T = {cal['temperature']:.3f}; "
+                            f"ECE {cal['ece']:.3f} -> {cal['ece_scaled']:.3f}, NLL {cal['nll']:.3f} -> "
+                            f"{cal['nll_scaled']:.3f} on this split."))
+    checklist = metrics.get("checklist")
+    if checklist:
+        rows = [[H.esc(label), *[H.number((checklist.get(key) or {}).get(k)) for k in ("auc", "sensitivity", "specificity")]]
+                for key, label in (("expected_score", "expected score (predicted criteria)"),
+                                   ("decided_score", "decided criteria, score >= 3"),
+                                   ("annotated_ceiling", "annotated criteria (ceiling)"))]
+        parts.append("<h3>Melanoma by the 7-point checklist</h3>"
+                     + H.table(["from", "melanoma AUC", "sensitivity", "specificity"], rows))
     return "".join(parts)
 
 
