@@ -233,3 +233,5 @@ def test_images_without_a_mask_are_left_out_of_the_background_conditions_only(mo
     assert result["background_note"] == "6 of 24 images have no lesion mask and are left out of the background conditions"
     swap = result["background"]["swap"]
     assert swap["metrics"]["n"] == 18 and swap["flip_fraction"] == 0.0 and swap["delta"]["balanced_accuracy"] == 0.0
+    row = next(r for r in robustness_table(result).splitlines() if r.startswith("| background swap"))
+    assert "(+0.0000)" in row and "(-" not in row  # the change against the same 18 images, not all 24

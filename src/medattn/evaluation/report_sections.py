@@ -151,18 +151,18 @@ def robustness_section(result: dict, fig_dir: Path, stem: str) -> str:
     from .robustness_plot import save_robustness_plot
 
     names = result["headline"]
-    (_, clean, _), *conditions = condition_rows(result)
+    (_, clean, _, _), *conditions = condition_rows(result)
     rows = [["clean", *[H.number(clean.get(n)) for n in names], ""]]
-    for label, head, flip in conditions:
-        cells = [f"{H.number(head.get(n))} {H.signed(head[n] - clean[n]) if n in head and n in clean else ''}"
-                 for n in names]
+    for label, head, flip, delta in conditions:
+        cells = [f"{H.number(head.get(n))} {H.signed(delta[n]) if n in delta else ''}" for n in names]
         rows.append([H.esc(label), *cells, "" if flip is None else f"{100 * flip:.1f}%"])
     png = f"{file_safe(stem)}.png"
     save_robustness_plot(result, fig_dir / png)
     notes = [f"{result['n_images']} images of split {H.esc(result.get('split', '?'))}; Gaussian noise on the [0, 1] "
              f"scale (seed {result['seed']}); 'flipped' = share of predictions that differ from the clean image's."]
     if result.get("background_note"):
-        notes.append(f"Background conditions skipped: {H.esc(result['background_note'])}.")
+        notes.append(("Background conditions skipped: " if result.get("background") is None else "Background conditions: ")
+                     + f"{H.esc(result['background_note'])}; each change is against the clean predictions of the same images.")
     caption = "Metrics and flipped predictions against the noise level"
     if result.get("background"):
         caption += f"; change of {H.esc(names[0])} and flipped predictions under the background conditions"

@@ -18,33 +18,37 @@ def background_label(key: str) -> str:
     return named.get(key) or key.replace("_", ": ", 1)
 
 
-def condition_rows(result: dict) -> list[tuple[str, dict, float | None]]:
-    """(condition label, headline metrics, flip fraction or None) of every condition, clean first; the
-    rows of the markdown table and of the run report."""
+def condition_rows(result: dict) -> list[tuple[str, dict, float | None, dict]]:
+    """(condition label, headline metrics, flip fraction or None, change of the headline metrics
+    against the clean predictions of the same images) of every condition, clean first; the rows of
+    the markdown table and of the run report. The change is the condition's own ``delta``: background
+    conditions may cover fewer images than the clean row (those with a lesion mask)."""
     names = result["headline"]
-    rows = [("clean", headline(result["clean"]["metrics"], names), None)]
+    rows = [("clean", headline(result["clean"]["metrics"], names), None, {})]
     for node in result["noise"]:
-        rows.append((f"noise sigma={node['sigma']:g}", headline(node["metrics"], names), node["flip_fraction"]))
+        rows.append((f"noise sigma={node['sigma']:g}", headline(node["metrics"], names), node["flip_fraction"],
+                     node.get("delta", {})))
     for key, node in (result.get("background") or {}).items():
-        rows.append((background_label(key), headline(node["metrics"], names), node["flip_fraction"]))
+        rows.append((background_label(key), headline(node["metrics"], names), node["flip_fraction"],
+                     node.get("delta", {})))
     if result.get("shift"):
-        rows.append((f"shifted split ({result['shift']['split']})", headline(result["shift"]["metrics"], names), None))
+        rows.append((f"shifted split ({result['shift']['split']})", headline(result["shift"]["metrics"], names), None,
+                     result["shift"].get("delta", {})))
     return rows
 
 
 def robustness_table(result: dict) -> str:
     """A markdown table: one row per condition, headline metrics (change vs clean) and flip fraction."""
     names = result["headline"]
-    clean = headline(result["clean"]["metrics"], names)
     lines = ["| condition | " + " | ".join(names) + " | flipped |", "|---" * (len(names) + 2) + "|"]
-    for label, head, flip in condition_rows(result):
+    for label, head, flip, delta in condition_rows(result):
         cells = []
         for n in names:
             if n not in head:
                 cells.append("n/a")
-            elif label == "clean" or n not in clean:
+            elif n not in delta:
                 cells.append(f"{head[n]:.4f}")
             else:
-                cells.append(f"{head[n]:.4f} ({head[n] - clean[n]:+.4f})")
+                cells.append(f"{head[n]:.4f} ({delta[n]:+.4f})")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if flip is None else f'{flip:.1%}'} |")
     return "\n".join(lines)
