@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+
 
 class _Images(torch.utils.data.Dataset):
     def __init__(self, images: np.ndarray, targets: np.ndarray):
@@ -148,9 +150,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     mean = {name: float(np.mean([r["img_per_s"] for r in rows if r["loop"] == name])) for name in ("medattn", "timm-style")}
     wait = {name: float(np.mean([r["data_wait_share"] for r in rows if r["loop"] == name])) for name in mean}
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
-    result = {"machine": {"cpu": cpu, "cores": os.cpu_count(),
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                           "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
               "settings": vars(args), "rows": rows, "mean_img_per_s": mean, "mean_data_wait_share": wait,
               "medattn_over_timm": mean["medattn"] / mean["timm-style"]}

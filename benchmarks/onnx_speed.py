@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -25,17 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def backends(model_name: str, backbone: str, size: int, threads: int, workdir: Path) -> dict:

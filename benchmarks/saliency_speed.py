@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 RESULTS = HERE.parent / "results"
@@ -208,16 +210,6 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def compare_rows(a: list[dict], b: list[dict]) -> dict:

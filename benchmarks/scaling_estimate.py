@@ -19,14 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def batch_stream_cpu_seconds(size: int, batch: int = 32, steps: int = 8) -> tuple[float, float]:

@@ -96,6 +96,10 @@ class TrainBatches:
                 targets = np.concatenate([targets, fill])
             yield self.augment(to_float_batch(images, self.device), g), torch.as_tensor(targets)
 
+    def first_batch(self) -> tuple[Tensor, Tensor]:
+        """The first batch of epoch 0, made on the spot (no thread), e.g. to time a training step."""
+        return next(iter(self._make(0)))
+
     def epoch(self, epoch: int) -> Prefetch[tuple[Tensor, Tensor]]:
         """The batches of ``epoch`` (0-based), prepared one step ahead in a background thread;
         ``.wait_seconds`` of the returned iterator is the time the loop waited for data."""

@@ -116,7 +116,7 @@ class Trainer:
         if self.resume and last.is_file() and "precision" in (meta := json.loads(last.read_text())):
             return Precision.resolve(meta["precision"], self.device)
         probe = copy.deepcopy(self.model).train()
-        x, y = next(iter(self.batches._make(0)))
+        x, y = self.batches.first_batch()
         x = x.to(self.device).contiguous(memory_format=torch.channels_last) if self.channels_last else x.to(self.device)
         ctx = LossContext(criterion=self.criterion, epoch=0, num_epochs=self.cfg.train.epochs,
                           class_weights=self.class_weights)
