@@ -158,7 +158,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     import httpx
 
-    from onnx_speed import cpu_name
+    from _machine import cpu_name
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="an .onnx file from `medattn export` (default: export one for this run)")

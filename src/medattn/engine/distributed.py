@@ -12,6 +12,7 @@ predictions, never averaged over ranks).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -108,14 +109,8 @@ class Distributed:
 
 
 def config_fingerprint(config_dict: dict) -> str:
-    return hashlib.sha256(repr(sorted(_flatten(config_dict).items())).encode()).hexdigest()
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": repr(v)})
-    return out
+    """SHA-256 of a config mapping (keys sorted at every level): equal on ranks that run the same config."""
+    return hashlib.sha256(json.dumps(config_dict, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def per_rank_batch(batch_size: int, world_size: int, accumulate: int = 1) -> int:
