@@ -254,6 +254,33 @@ def test_report_of_a_saved_run_has_overlays_of_right_and_wrong_predictions(tmp_p
     no_network(tags, page)
 
 
+
+def test_multilabel_report_shows_every_labels_map_and_their_distinctness(tmp_path):
+    import medattn
+    from medattn.config import Config
+    from medattn.engine.data import read_split
+    from medattn.engine.inference import predict_proba
+    from medattn.engine.run import save_run
+
+    torch.manual_seed(0)
+    cfg = Config.from_dict({"seed": 0, "data": {"format": "synthetic_multilabel", "root": None, "image_size": 48,
+                                                "options": {"n_test": 12}},
+                            "model": {"name": "class_query", "backbone": "resnet10t", "pretrained": False, "options": {}},
+                            "train": {"epochs": 1}})
+    data = read_split(cfg, "test")
+    model = medattn.create_model("class_query", backbone="resnet10t", pretrained=False, num_classes=len(data.class_names))
+    run = save_run(tmp_path / "run", model, cfg, data.class_names, "multilabel").parent
+    write_predictions_csv(run / "predictions_test.csv", data, predict_proba(model, data, 16, task="multilabel"),
+                          data.class_names)
+    page = write_report(run, n_boot=20, n_examples=1)
+    srcs = check_images(page, parse(page))
+    most = np.argsort(-data.targets.sum(axis=1), kind="stable")[:2]
+    assert [s for s in srcs if s.startswith("label_maps_")] == [f"label_maps_test_{data.ids[i]}.png" for i in most]
+    text = page.read_text()
+    assert "Per-label maps" in text and "top-20% IoU" in text
+    assert re.search(r"<td>mha</td><td>[0-9.]+</td><td>[0-9.]+</td><td>12</td>", text)  # one row per map family
+
+
 CHROMIUM = shutil.which("chromium")
 # Written into a copy of the page: after every image has loaded or failed, each <img> gets its natural
 # width (0 when the file did not load), each section that is wider than its box is marked, and the body

@@ -174,6 +174,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_boot: 
 
         sections.append(("attention", "Attention", overlays_section(run_dir, predictions, class_names, task,
                                                                     fig_dir, n_examples)))
+        if task == "multilabel":
+            from .report_label_maps import label_maps_section
+
+            sections.append(("label-maps", "Per-label maps", label_maps_section(run_dir, predictions, class_names,
+                                                                                fig_dir)))
     for path in sorted(run_dir.glob("saliency*.json")):
         sections.append((path.stem, _result_title("Saliency", path.stem),
                          saliency_section(json.loads(path.read_text()))))
