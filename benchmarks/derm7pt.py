@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
+from _runs import finished_runs, mean_std, training_seconds
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 
@@ -65,17 +65,8 @@ def train(methods: list[str], seeds: list[int], out: Path, overrides: list[str],
 
 
 
-def _finite(values) -> np.ndarray:
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    return v[np.isfinite(v)]
-
-
 def _mean_std(values, ci: list | None = None) -> str:
-    v = _finite(values)
-    if v.size == 0:
-        return "-"
-    text = f"{v[0]:.3f}" if v.size == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
-    return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and all(math.isfinite(c) for c in ci) else "")
+    return mean_std(values, 3, ci)
 
 
 def _criteria_scores(names: list[str], weights: np.ndarray, thresholds: np.ndarray, threshold_points: float):
@@ -138,8 +129,7 @@ def score_run(run_dir: Path, method: str, n_maps: int, n_boot: int = 1000) -> di
     ci = bootstrap_ci(fn, y, p, n_boot=n_boot, stratified=False)
     result = {"method": method, "seed": int(run_dir.name[4:]), "n": int(len(y)), "values": fn(y, p),
               "ci95": {k: [float(a), float(b)] for k, (a, b) in ci.items()}, "maps": maps,
-              "train_seconds": sum(json.loads(line).get("seconds", 0.0)
-                                   for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())}
+              "train_seconds": training_seconds(run_dir)[0]}
     cache.write_text(json.dumps(result, indent=1, default=float) + "\n")
     return result
 
@@ -196,8 +186,7 @@ def tables(rows: list[dict], criteria: list[str]) -> str:
 def write_tables(out: Path, results: Path, n_maps: int, overrides: list[str]) -> int:
     from medattn.data.derm7pt import CRITERIA
 
-    rows = [score_run(run_dir, method, n_maps) for method in METHODS
-            for run_dir in sorted((out / "runs" / method).glob("seed*")) if (run_dir / "eval_test.json").is_file()]
+    rows = [score_run(run_dir, method, n_maps) for method, _, run_dir in finished_runs(out, METHODS)]
     if not rows:
         print("no finished runs yet")
         return 1

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from _runs import mean_std, training_seconds  # benchmarks/ is on sys.path when a script runs
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 from medattn.engine.inference import TTA_VIEWS
@@ -53,17 +54,8 @@ def method_cell(method: str) -> dict:
     return {"model": model.name, "options": dict(model.options)}
 
 
-def training_seconds(run_dir: Path) -> tuple[float, float]:
-    """(training seconds, seconds spent waiting for data), summed over the epochs of metrics.jsonl."""
-    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return sum(e.get("seconds", 0.0) for e in log), sum(e.get("data_wait_seconds", 0.0) for e in log)
-
-
 def _mean_std(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    if len(v) == 1:
-        return f"{v[0]:.4f}"
-    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
+    return mean_std(values, digits=4)
 
 
 def _ci(run: dict, key: str) -> str:

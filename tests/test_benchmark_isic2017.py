@@ -1,6 +1,7 @@
 """benchmarks/isic2017.py's table from finished run directories (fake runs: no training)."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "isic2017.py"
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # the script imports benchmarks/_runs.py
     spec = importlib.util.spec_from_file_location("bench_isic2017", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
