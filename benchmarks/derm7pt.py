@@ -27,18 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
-from _runs import finished_runs, mean_std, training_seconds
+# benchmarks/ is on sys.path when a script runs
+from _runs import add_table_arguments, finished_runs, mean_std, training_seconds, write_results
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CRITERIA_METHODS = {  # method -> preset; they differ from derm7pt_baseline only in their model section
     "baseline": "derm7pt_baseline",
     "class_query": "derm7pt_class_query",
@@ -191,27 +188,16 @@ def write_tables(out: Path, results: Path, n_maps: int, overrides: list[str]) ->
         print("no finished runs yet")
         return 1
     md = tables(rows, [c.label for c in CRITERIA])
-    results.mkdir(parents=True, exist_ok=True)
-    record = {"machine": cpu_name(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-              "protocol": "configs/derm7pt_baseline.yaml", "overrides": overrides, "runs": rows}
-    (results / "derm7pt.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
-    (results / "derm7pt.md").write_text(md + "\n")
-    print(md)
-    print(f"\nwrote {results / 'derm7pt.json'} and {results / 'derm7pt.md'}")
+    write_results(results, "derm7pt", md, "configs/derm7pt_baseline.yaml", overrides, rows)
     return 0
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the shared protocol (every method), e.g. data.root=DIR")
-    p.add_argument("--out", type=Path, default=Path("runs/benchmark_derm7pt"),
-                   help="where the run directories go (default runs/benchmark_derm7pt)")
-    p.add_argument("--results", type=Path, default=RESULTS, help="where derm7pt.json/.md go")
-    p.add_argument("--table-only", action="store_true", help="no training: rebuild the tables from finished runs")
+    add_table_arguments(p, "derm7pt")
     p.add_argument("--n-maps", type=int, default=100, help="test images whose per-criterion maps are compared")
-    p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     if not args.table_only:
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet)

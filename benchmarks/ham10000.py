@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _machine import cpu_name  # benchmarks/ is on sys.path when a script runs
-from _runs import finished_runs, mean_std, training_seconds
+# benchmarks/ is on sys.path when a script runs
+from _runs import add_table_arguments, finished_runs, mean_std, training_seconds, write_results
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 
-RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {  # method -> preset
     "baseline": "ham10000_baseline",
     "se": "ham10000_se",
@@ -164,13 +161,7 @@ def write_tables(out: Path, results: Path, overrides: list[str], cross_root: str
         print("no finished runs yet")
         return 1
     md = tables(rows)
-    results.mkdir(parents=True, exist_ok=True)
-    record = {"machine": cpu_name(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-              "protocol": "configs/ham10000_baseline.yaml", "overrides": overrides, "runs": rows}
-    (results / "ham10000.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
-    (results / "ham10000.md").write_text(md + "\n")
-    print(md)
-    print(f"\nwrote {results / 'ham10000.json'} and {results / 'ham10000.md'}")
+    write_results(results, "ham10000", md, "configs/ham10000_baseline.yaml", overrides, rows)
     return 0
 
 
@@ -179,15 +170,9 @@ def main() -> int:
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="seeds for every chosen method (default: 0 1 2 for baseline and BIIGMA-Net, 0 for the rest)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the shared protocol (every method), e.g. data.root=DIR")
-    p.add_argument("--out", type=Path, default=Path("runs/benchmark_ham10000"),
-                   help="where the run directories go (default runs/benchmark_ham10000)")
-    p.add_argument("--results", type=Path, default=RESULTS, help="where ham10000.json/.md go")
-    p.add_argument("--table-only", action="store_true", help="no training: rebuild the table from finished runs")
+    add_table_arguments(p, "ham10000")
     p.add_argument("--cross-isic2017", metavar="ISIC2017_ROOT", default=None,
                    help="also score every finished run on ISIC 2017 test (e.g. ../shared/data/isic2017_256)")
-    p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     if not args.table_only:
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet)
