@@ -38,10 +38,12 @@ def label_maps_section(run_dir: Path, predictions: dict, class_names: list[str],
     positives = np.where(dataset.labeled, np.nan_to_num(dataset.targets).sum(axis=1), -1)
     rows = [int(i) for i in np.argsort(-positives, kind="stable")[:n_examples] if positives[i] >= 0]
     figs = []
-    for e in explain_batch(run.model, dataset.images[rows], task="multilabel", class_names=class_names,
-                           ids=[dataset.ids[i] for i in rows], methods=("gradcam",), targets=[list(range(k))] * len(rows)):
+    explanations = explain_batch(run.model, dataset.images[rows], task="multilabel", class_names=class_names,
+                                 ids=[dataset.ids[i] for i in rows], methods=("gradcam",),
+                                 targets=[list(range(k))] * len(rows))
+    for row, e in zip(rows, explanations):
         name = f"label_maps_{file_safe(split)}_{file_safe(e.image_id)}.png"
-        truth = ", ".join(c for c, t in zip(class_names, dataset.targets[rows[len(figs)]]) if t == 1) or "none"
+        truth = ", ".join(c for c, t in zip(class_names, dataset.targets[row]) if t == 1) or "none"
         fig = overlay_figure(e, class_names)
         fig.suptitle(f"{e.image_id}: true {truth}", fontsize=9)
         F.save(fig, fig_dir / name, dpi=90)
