@@ -27,6 +27,45 @@ def finished_runs(out: Path, methods: list[str]) -> list[tuple[str, int, Path]]:
     return found
 
 
+def recorded_runs(results: Path, name: str, overrides: list[str]) -> list[dict]:
+    """The per-run rows of ``results/<name>.json`` written under the same overrides: the record of runs
+    whose directories may no longer exist (another machine, a cleaned scratch disk). Rows of other
+    overrides are a different protocol and are never mixed in."""
+    path = results / f"{name}.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    if list(record.get("overrides", [])) != list(overrides):
+        return []
+    machine = record.get("machine")  # files written before rows named their machine: the file's one
+    return [{"machine": machine, **row} if isinstance(machine, str) else row for row in record.get("runs", [])]
+
+
+def merge_recorded(rows: list[dict], recorded: list[dict], methods: list[str]) -> list[dict]:
+    """``rows`` (scored from run directories here) plus every recorded row of a (method, seed) they
+    lack, ordered by ``methods`` then seed. A run directory here always wins over its record."""
+    have = {(r["method"], r["seed"]) for r in rows}
+    kept = [r for r in recorded if r["method"] in methods and (r["method"], r["seed"]) not in have]
+    if kept:
+        print(f"kept {len(kept)} recorded run(s) with no run directory here: "
+              + ", ".join(f"{r['method']} seed {r['seed']}" for r in kept))
+    return sorted(rows + kept, key=lambda r: (methods.index(r["method"]), r["seed"]))
+
+
+def run_cells(cells: list[tuple[str, int]], train_cell, recorded: set[tuple[str, int]] = frozenset(),
+              after_each=None) -> None:
+    """Train every (method, seed) of ``cells`` in order with ``train_cell(method, seed)``, except those in
+    ``recorded`` (finished elsewhere, kept in the results file); ``after_each()`` after every trained
+    cell, so that the results file holds each run as soon as it has finished."""
+    for method, seed in cells:
+        if (method, seed) in recorded:
+            print(f"{method} seed {seed}: recorded in the results file, not trained again (--ignore-recorded to train it)")
+            continue
+        train_cell(method, seed)
+        if after_each is not None:
+            after_each()
+
+
 def training_seconds(run_dir: Path) -> tuple[float, float]:
     """(training seconds, seconds spent waiting for data), summed over the epochs of metrics.jsonl."""
     log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -55,12 +94,18 @@ def add_table_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--results", type=Path, default=RESULTS, help=f"where {name}.json/.md go")
     p.add_argument("--table-only", action="store_true", help="no training: rebuild the tables from finished runs")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--ignore-recorded", action="store_true",
+                   help=f"use only the run directories under --out: neither keep the runs recorded in {name}.json "
+                        "that have no directory here nor skip training them")
 
 
 def write_results(results: Path, name: str, md: str, protocol: str, overrides: list[str], rows: list[dict]) -> None:
-    """``results/<name>.json`` (machine, date, protocol, overrides, rows) and ``results/<name>.md``."""
+    """``results/<name>.json`` (machines, date, protocol, overrides, rows) and ``results/<name>.md``. A
+    row without a ``machine`` was measured here; the record's ``machine`` lists every row's machine."""
     results.mkdir(parents=True, exist_ok=True)
-    record = {"machine": cpu_name(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+    rows = [row if row.get("machine") else {**row, "machine": cpu_name()} for row in rows]
+    machines = sorted({row["machine"] for row in rows})
+    record = {"machine": machines[0] if len(machines) == 1 else machines, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
               "protocol": protocol, "overrides": overrides, "runs": rows}
     (results / f"{name}.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
     (results / f"{name}.md").write_text(md + "\n")

@@ -17,6 +17,12 @@ interrupted ones resume from their last checkpoint.
     python benchmarks/derm7pt.py --methods baseline ibca --seeds 0
     python benchmarks/derm7pt.py --table-only                  # rebuild the tables from finished runs
 
+The results file is also the record of runs done elsewhere: a (method, seed) recorded in
+``results/derm7pt.json`` (under the same ``--set`` overrides) that has no run directory under ``--out``
+stays in the tables and is not trained again, so that seeds run on different machines or sittings
+add up (``--ignore-recorded`` uses only the run directories here). The tables are rewritten after
+every finished run.
+
 Writes ``benchmarks/results/derm7pt.json`` and ``derm7pt.md``: the criteria table (CP, CR, CF1, OP,
 OR, OF1 at the val thresholds, mAP, macro AUC; mean ± std over seeds, the first seed's 95% bootstrap
 interval), per-criterion test AUC, the melanoma rows (checklist from each method's predicted
@@ -32,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
-from _runs import add_table_arguments, finished_runs, mean_std, training_seconds, write_results
+from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, recorded_runs, run_cells,
+                   training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 
@@ -47,19 +54,21 @@ METHODS = [*CRITERIA_METHODS, DIRECT]
 HEADLINE = [("CP", "cp"), ("CR", "cr"), ("CF1", "cf1"), ("OP", "op"), ("OR", "or"), ("OF1", "of1")]
 
 
-def train(methods: list[str], seeds: list[int], out: Path, overrides: list[str], progress: bool) -> None:
-    """Train and evaluate on test every (method, seed) not finished yet; seeds outermost, so that a
-    short sitting gives every method its first seed."""
+def train(methods: list[str], seeds: list[int], out: Path, overrides: list[str], progress: bool,
+          recorded: set[tuple[str, int]] = frozenset(), after_each=None) -> None:
+    """Train and evaluate on test every (method, seed) not finished yet and not in ``recorded``; seeds
+    outermost, so that a short sitting gives every method its first seed."""
     criteria_base = load_config("derm7pt_baseline", overrides)
     direct_base = load_config("derm7pt_melanoma", overrides)
     grid = {m: {"model": load_config(p).model.name, "options": dict(load_config(p).model.options)}
             for m, p in CRITERIA_METHODS.items()}
     grid[DIRECT] = {"model": direct_base.model.name, "options": dict(direct_base.model.options)}
-    for seed in seeds:
-        for method in methods:
-            base = direct_base if method == DIRECT else criteria_base
-            run_grid(base, grid, [seed], out / "runs", splits=["test"], cells=[method], progress=progress)
 
+    def train_cell(method: str, seed: int) -> None:
+        base = direct_base if method == DIRECT else criteria_base
+        run_grid(base, grid, [seed], out / "runs", splits=["test"], cells=[method], progress=progress)
+
+    run_cells([(m, s) for s in seeds for m in methods], train_cell, recorded, after_each)
 
 
 def _mean_std(values, ci: list | None = None) -> str:
@@ -180,10 +189,14 @@ def tables(rows: list[dict], criteria: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(out: Path, results: Path, n_maps: int, overrides: list[str]) -> int:
+def write_tables(out: Path, results: Path, n_maps: int, overrides: list[str], keep_recorded: bool = True) -> int:
+    """Score the finished runs under ``out`` (plus, with ``keep_recorded``, the runs recorded in the
+    results file that have no directory here) and write derm7pt.json/.md."""
     from medattn.data.derm7pt import CRITERIA
 
     rows = [score_run(run_dir, method, n_maps) for method, _, run_dir in finished_runs(out, METHODS)]
+    if keep_recorded:
+        rows = merge_recorded(rows, recorded_runs(results, "derm7pt", overrides), METHODS)
     if not rows:
         print("no finished runs yet")
         return 1
@@ -199,9 +212,13 @@ def main() -> int:
     add_table_arguments(p, "derm7pt")
     p.add_argument("--n-maps", type=int, default=100, help="test images whose per-criterion maps are compared")
     args = p.parse_args()
+    keep = not args.ignore_recorded
+    tables_now = lambda: write_tables(args.out, args.results, args.n_maps, args.overrides, keep)  # noqa: E731
     if not args.table_only:
-        train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet)
-    return write_tables(args.out, args.results, args.n_maps, args.overrides)
+        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "derm7pt", args.overrides)} if keep else set()
+        train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
+              recorded=recorded, after_each=tables_now)
+    return tables_now()
 
 
 if __name__ == "__main__":

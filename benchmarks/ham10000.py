@@ -14,6 +14,10 @@ resume from their last checkpoint.
     python benchmarks/ham10000.py --table-only --cross-isic2017 ../shared/data/isic2017_256
                                                                  # also score every run on ISIC 2017 test
 
+As in benchmarks/derm7pt.py, a run recorded in ``results/ham10000.json`` (same overrides) with no
+directory under ``--out`` stays in the table and is not trained again (``--ignore-recorded``: only
+the directories here); the table is rewritten after every finished run.
+
 Writes ``benchmarks/results/ham10000.json`` and ``ham10000.md``: macro F1, accuracy, macro recall,
 macro precision (Table 1's columns, argmax decisions, as BIIGMA-Net's code computes them), balanced accuracy, macro AUC and per-class
 recall on test, mean ± std over seeds with the first seed's 95% bootstrap interval (stratified by
@@ -29,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
-from _runs import add_table_arguments, finished_runs, mean_std, training_seconds, write_results
+from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, recorded_runs, run_cells,
+                   training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 
@@ -57,14 +62,19 @@ PAPERS = [
 CROSS_MAP = "melanoma=mel,seborrheic_keratosis=bkl,nevus=nv"  # ISIC 2017 class -> HAM10000 class
 
 
-def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: list[str], progress: bool) -> None:
-    """Train and evaluate on test every (method, seed) not finished yet; seeds outermost."""
+def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: list[str], progress: bool,
+          recorded: set[tuple[str, int]] = frozenset(), after_each=None) -> None:
+    """Train and evaluate on test every (method, seed) not finished yet and not in ``recorded``; seeds
+    outermost."""
     plan = {m: seeds if seeds is not None else DEFAULT_SEEDS.get(m, [0]) for m in methods}
-    for seed in sorted({s for v in plan.values() for s in v}):
-        for method in (m for m in methods if seed in plan[m]):
-            base = load_config(METHODS[method], overrides)
-            grid = {method: {"model": base.model.name, "options": dict(base.model.options)}}
-            run_grid(base, grid, [seed], out / "runs", splits=["test"], progress=progress)
+
+    def train_cell(method: str, seed: int) -> None:
+        base = load_config(METHODS[method], overrides)
+        grid = {method: {"model": base.model.name, "options": dict(base.model.options)}}
+        run_grid(base, grid, [seed], out / "runs", splits=["test"], progress=progress)
+
+    cells = [(m, s) for s in sorted({s for v in plan.values() for s in v}) for m in methods if s in plan[m]]
+    run_cells(cells, train_cell, recorded, after_each)
 
 
 def table_scores(class_names: list[str]):
@@ -155,8 +165,13 @@ def tables(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(out: Path, results: Path, overrides: list[str], cross_root: str | None = None) -> int:
+def write_tables(out: Path, results: Path, overrides: list[str], cross_root: str | None = None,
+                 keep_recorded: bool = True) -> int:
+    """Score the finished runs under ``out`` (plus, with ``keep_recorded``, the runs recorded in the
+    results file that have no directory here) and write ham10000.json/.md."""
     rows = [score_run(run_dir, method, cross_root=cross_root) for method, _, run_dir in finished_runs(out, list(METHODS))]
+    if keep_recorded:
+        rows = merge_recorded(rows, recorded_runs(results, "ham10000", overrides), list(METHODS))
     if not rows:
         print("no finished runs yet")
         return 1
@@ -174,9 +189,13 @@ def main() -> int:
     p.add_argument("--cross-isic2017", metavar="ISIC2017_ROOT", default=None,
                    help="also score every finished run on ISIC 2017 test (e.g. ../shared/data/isic2017_256)")
     args = p.parse_args()
+    keep = not args.ignore_recorded
+    tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.cross_isic2017, keep)  # noqa: E731
     if not args.table_only:
-        train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet)
-    return write_tables(args.out, args.results, args.overrides, args.cross_isic2017)
+        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "ham10000", args.overrides)} if keep else set()
+        train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
+              recorded=recorded, after_each=tables_now)
+    return tables_now()
 
 
 if __name__ == "__main__":
