@@ -13,6 +13,8 @@ resume from their last checkpoint.
     python benchmarks/ham10000.py --table-only                   # rebuild the table from finished runs
     python benchmarks/ham10000.py --table-only --cross-isic2017 ../shared/data/isic2017_256
                                                                  # also score every run on ISIC 2017 test
+    python benchmarks/ham10000.py --saliency --cross-isic2017 ../shared/data/isic2017_256
+                                                                 # train, then maps vs lesion masks and ISIC 2017
 
 As in benchmarks/derm7pt.py, a run recorded in ``results/ham10000.json`` (same overrides) with no
 directory under ``--out`` stays in the table and is not trained again (``--ignore-recorded``: only
@@ -22,7 +24,8 @@ Writes ``benchmarks/results/ham10000.json`` and ``ham10000.md``: macro F1, accur
 macro precision (Table 1's columns, argmax decisions, as BIIGMA-Net's code computes them), balanced accuracy, macro AUC and per-class
 recall on test, mean ± std over seeds with the first seed's 95% bootstrap interval (stratified by
 class), the papers' numbers beside them; with ``--cross-isic2017``, each run's melanoma and
-seborrheic-keratosis AUC on ISIC 2017 test (mel, bkl, nv mapped to ISIC 2017's classes).
+seborrheic-keratosis AUC on ISIC 2017 test (mel, bkl, nv mapped to ISIC 2017's classes); with
+``--saliency``, the attention table against the HAM10000 lesion masks (benchmarks/_real_masks.py).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
+from _real_masks import saliency_scores, saliency_table
 from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, recorded_runs, run_cells,
                    training_seconds, write_results)
 from medattn.config import load_config
@@ -60,6 +64,7 @@ PAPERS = [
     ("Soft-Attention paper, HAM10000, IRv2+SA", {"macro_precision": 0.937}),
 ]
 CROSS_MAP = "melanoma=mel,seborrheic_keratosis=bkl,nevus=nv"  # ISIC 2017 class -> HAM10000 class
+SALIENCY_TAG, SALIENCY_KEY = "ham10000_test", "saliency_ham10000_test"
 
 
 def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: list[str], progress: bool,
@@ -92,10 +97,13 @@ def table_scores(class_names: list[str]):
     return scores
 
 
-def score_run(run_dir: Path, method: str, n_boot: int = 1000, cross_root: str | None = None) -> dict:
+def score_run(run_dir: Path, method: str, n_boot: int = 1000, cross_root: str | None = None,
+              saliency: bool = False) -> dict:
     """A finished run's table statistics on test with 95% bootstrap intervals (cached in
     ``ham10000_bench.json``); with ``cross_root``, also its scores on ISIC 2017 test
-    (``medattn evaluate RUN --data-format isic2017 ... --map-classes``, written once)."""
+    (``medattn evaluate RUN --data-format isic2017 ... --map-classes``, written once); with
+    ``saliency``, its native maps and Grad-CAM against the HAM10000 lesion masks of its test split
+    (``medattn saliency``, written once)."""
     from medattn.cli import main as medattn
     from medattn.engine.run import read_run_classes
     from medattn.evaluation.report import read_predictions
@@ -125,6 +133,8 @@ def score_run(run_dir: Path, method: str, n_boot: int = 1000, cross_root: str | 
         m = json.loads(cross.read_text())
         result["isic2017_test"] = {"n": m["n"], "mel_auc": m["per_class"]["mel"]["auc"],
                                    "bkl_auc": m["per_class"]["bkl"]["auc"]}
+    if saliency or (run_dir / f"saliency_{SALIENCY_TAG}.json").is_file():
+        result[SALIENCY_KEY] = saliency_scores(run_dir, SALIENCY_TAG, ["--set", "data.options.masks=true"])
     return result
 
 
@@ -162,14 +172,16 @@ def tables(rows: list[dict]) -> str:
                 lines.append(f"| {m} | {len(runs)} | {runs[0]['isic2017_test']['n']} | "
                              f"{mean_std([r['isic2017_test']['mel_auc'] for r in runs])} | "
                              f"{mean_std([r['isic2017_test']['bkl_auc'] for r in runs])} |")
-    return "\n".join(lines)
+    masks = saliency_table(rows, SALIENCY_KEY, "Attention against the HAM10000 lesion masks")
+    return "\n".join(lines + ([""] + masks if masks else []))
 
 
 def write_tables(out: Path, results: Path, overrides: list[str], cross_root: str | None = None,
-                 keep_recorded: bool = True) -> int:
+                 keep_recorded: bool = True, saliency: bool = False) -> int:
     """Score the finished runs under ``out`` (plus, with ``keep_recorded``, the runs recorded in the
     results file that have no directory here) and write ham10000.json/.md."""
-    rows = [score_run(run_dir, method, cross_root=cross_root) for method, _, run_dir in finished_runs(out, list(METHODS))]
+    rows = [score_run(run_dir, method, cross_root=cross_root, saliency=saliency)
+            for method, _, run_dir in finished_runs(out, list(METHODS))]
     if keep_recorded:
         rows = merge_recorded(rows, recorded_runs(results, "ham10000", overrides), list(METHODS))
     if not rows:
@@ -188,9 +200,13 @@ def main() -> int:
     add_table_arguments(p, "ham10000")
     p.add_argument("--cross-isic2017", metavar="ISIC2017_ROOT", default=None,
                    help="also score every finished run on ISIC 2017 test (e.g. ../shared/data/isic2017_256)")
+    p.add_argument("--saliency", action="store_true",
+                   help="also score every finished run's native maps and Grad-CAM against the HAM10000 lesion masks "
+                        "of its test split (medattn saliency, once per run)")
     args = p.parse_args()
     keep = not args.ignore_recorded
-    tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.cross_isic2017, keep)  # noqa: E731
+    tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.cross_isic2017, keep,  # noqa: E731
+                                      args.saliency)
     if not args.table_only:
         recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "ham10000", args.overrides)} if keep else set()
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,

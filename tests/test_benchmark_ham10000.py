@@ -31,7 +31,8 @@ def bench():
 
 
 def test_ham10000_benchmark_table_and_isic2017_cross_scores(bench, tmp_path):
-    make_ham(tmp_path / "ham", [(dx, 1 + (k % 2)) for k in range(70) for dx in [HAM[k % 7]]])
+    make_ham(tmp_path / "ham", [(dx, 1 + (k % 2)) for k in range(70) for dx in [HAM[k % 7]]],
+             mask_folder="HAM10000_segmentations")
     rng = np.random.default_rng(0)
     make_isic2017(tmp_path / "isic", {"Test_v2": [(int(r < 0.3), int(0.3 <= r < 0.6)) for r in rng.random(30)]})
     overrides = [f"data.root={tmp_path / 'ham'}", "data.image_size=160", "train.epochs=1", "train.batch_size=16",
@@ -40,7 +41,7 @@ def test_ham10000_benchmark_table_and_isic2017_cross_scores(bench, tmp_path):
     methods = ["baseline", "soft_attention", "biigma"]
     bench.train(methods, [0], out, overrides, progress=False)
     results = tmp_path / "results"
-    assert bench.write_tables(out, results, overrides, cross_root=str(tmp_path / "isic")) == 0
+    assert bench.write_tables(out, results, overrides, cross_root=str(tmp_path / "isic"), saliency=True) == 0
     runs = {r["method"]: r for r in json.loads((results / "ham10000.json").read_text())["runs"]}
     assert set(runs) == set(methods)
 
@@ -66,3 +67,12 @@ def test_ham10000_benchmark_table_and_isic2017_cross_scores(bench, tmp_path):
     for line in ("| baseline | 1 |", "| soft_attention | 1 |", "| *BIIGMA-Net paper, ISIC 2018 (Table 1)* | | 0.822 |",
                  "**HAM10000-trained, scored on ISIC 2017 test**", "| biigma | 1 | 30 |"):
         assert line in md
+
+    # every run's maps against the HAM10000 masks of its test split: the row holds medattn saliency's means
+    summary = json.loads((run_dir / "saliency_ham10000_test.json").read_text())
+    assert summary["n_scored"] == runs["biigma"]["n"]
+    sal = runs["biigma"]["saliency_ham10000_test"]
+    assert set(sal["maps"]) == set(summary["maps"]) and "gradcam" in sal["maps"] and len(sal["maps"]) > 1  # + native
+    assert sal["maps"]["gradcam"]["convex_hull.dice"]["mean"] == summary["maps"]["gradcam"]["convex_hull"]["dice"]["mean"]
+    assert "**Attention against the HAM10000 lesion masks**" in md
+    assert md.count("| gradcam | 1 |") == len(methods)
