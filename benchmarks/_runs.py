@@ -41,15 +41,16 @@ def recorded_runs(results: Path, name: str, overrides: list[str]) -> list[dict]:
     return [{"machine": machine, **row} if isinstance(machine, str) else row for row in record.get("runs", [])]
 
 
-def merge_recorded(rows: list[dict], recorded: list[dict], methods: list[str]) -> list[dict]:
+def merge_recorded(rows: list[dict], recorded: list[dict], methods: list[str], key: str = "method") -> list[dict]:
     """``rows`` (scored from run directories here) plus every recorded row of a (method, seed) they
-    lack, ordered by ``methods`` then seed. A run directory here always wins over its record."""
-    have = {(r["method"], r["seed"]) for r in rows}
-    kept = [r for r in recorded if r["method"] in methods and (r["method"], r["seed"]) not in have]
+    lack, ordered by ``methods`` then seed; ``key`` names the method field of a row. A run directory
+    here always wins over its record."""
+    have = {(r[key], r["seed"]) for r in rows}
+    kept = [r for r in recorded if r[key] in methods and (r[key], r["seed"]) not in have]
     if kept:
         print(f"kept {len(kept)} recorded run(s) with no run directory here: "
-              + ", ".join(f"{r['method']} seed {r['seed']}" for r in kept))
-    return sorted(rows + kept, key=lambda r: (methods.index(r["method"]), r["seed"]))
+              + ", ".join(f"{r[key]} seed {r['seed']}" for r in kept))
+    return sorted(rows + kept, key=lambda r: (methods.index(r[key]), r["seed"]))
 
 
 def run_cells(cells: list[tuple[str, int]], train_cell, recorded: set[tuple[str, int]] = frozenset(),
@@ -99,14 +100,16 @@ def add_table_arguments(p: argparse.ArgumentParser, name: str) -> None:
                         "that have no directory here nor skip training them")
 
 
-def write_results(results: Path, name: str, md: str, protocol: str, overrides: list[str], rows: list[dict]) -> None:
-    """``results/<name>.json`` (machines, date, protocol, overrides, rows) and ``results/<name>.md``. A
-    row without a ``machine`` was measured here; the record's ``machine`` lists every row's machine."""
+def write_results(results: Path, name: str, md: str, protocol: str, overrides: list[str], rows: list[dict],
+                  extra: dict | None = None) -> None:
+    """``results/<name>.json`` (machines, date, protocol, overrides, rows, then ``extra``) and
+    ``results/<name>.md``. A row without a ``machine`` was measured here; the record's ``machine``
+    lists every row's machine."""
     results.mkdir(parents=True, exist_ok=True)
     rows = [row if row.get("machine") else {**row, "machine": cpu_name()} for row in rows]
     machines = sorted({row["machine"] for row in rows})
     record = {"machine": machines[0] if len(machines) == 1 else machines, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-              "protocol": protocol, "overrides": overrides, "runs": rows}
+              "protocol": protocol, "overrides": overrides, "runs": rows, **(extra or {})}
     (results / f"{name}.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
     (results / f"{name}.md").write_text(md + "\n")
     print(md)

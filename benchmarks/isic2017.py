@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from _runs import mean_std, training_seconds  # benchmarks/ is on sys.path when a script runs
+# benchmarks/ is on sys.path when a script runs
+from _real_masks import saliency_scores, saliency_table
+from _runs import (add_table_arguments, mean_std, merge_recorded, recorded_runs, run_cells, training_seconds,
+                   write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import run_grid
 from medattn.engine.inference import TTA_VIEWS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {  # method -> preset; the presets differ from isic2017_baseline only in their model section
     "baseline": "isic2017_baseline",
     "se": "isic2017_se",
@@ -45,6 +45,12 @@ METHODS = {  # method -> preset; the presets differ from isic2017_baseline only 
 }
 DEFAULT_SEEDS = {"baseline": [0, 1, 2], "se": [0, 1, 2], "cbam": [0, 1, 2], "biigma": [0, 1, 2]}  # the rest: [0]
 TASKS = {"melanoma": "Melanoma", "seborrheic_keratosis": "SK"}
+SALIENCY_TAG, SALIENCY_KEY = "isic2017_test", "saliency_isic2017_test"
+# HAM10000 test as the ham10000_* presets split it; HAM10000 class -> ISIC 2017 class
+HAM10000_SPLIT = ["--set", "data.options.val_fraction=0.1", "--set", "data.options.test_fraction=0.2",
+                  "--set", "data.options.seed=0"]
+CROSS_HAM10000 = {"ham10000_test": "mel=melanoma,bkl=seborrheic_keratosis,nv=nevus",
+                  "ham10000_test_mel": "mel=melanoma,*=nevus"}
 TASK_COLUMNS = [("F1", "f1"), ("Acc", "accuracy"), ("Rec", "recall"), ("Prec", "precision"), ("AUC", "auc"),
                 ("AP", "ap"), ("Sens@80%Spec", "sensitivity_at_80_specificity")]
 
@@ -162,51 +168,124 @@ def finished_rows(out: Path, methods: list[str], tta: str = "none", evaluate_mis
     return rows
 
 
+def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: list[str], progress: bool,
+          recorded: set[tuple[str, int]] = frozenset(), after_each=None) -> None:
+    """Train and evaluate on test every (method, seed) not finished yet and not in ``recorded``."""
+    base = load_config("isic2017_baseline", overrides)
+    grid = {m: method_cell(m) for m in methods}
+    cells = [(m, s) for m in methods for s in (seeds if seeds is not None else DEFAULT_SEEDS.get(m, [0]))]
+    run_cells(cells, lambda m, s: run_grid(base, grid, [s], out / "runs", splits=["test"], cells=[m], progress=progress),
+              recorded, after_each)
+
+
+def cross_scores(run_dir: Path, ham_root: str) -> dict:
+    """The run on HAM10000 test (the ``ham10000_*`` presets' lesion-grouped split): mel / bkl / nv mapped
+    to the ISIC 2017 classes (the other 4 classes left out), and melanoma against every other class
+    (``medattn evaluate --map-classes``, each written once into the run directory)."""
+    from medattn.cli import main as medattn
+
+    out = {}
+    for name, mapping in CROSS_HAM10000.items():
+        path = run_dir / f"eval_{name}.json"
+        if not path.is_file():
+            args = ["evaluate", str(run_dir), "--data-format", "ham10000", "--data-root", ham_root, "--split", "test",
+                    *HAM10000_SPLIT, "--map-classes", mapping, "--out", str(path)]
+            if medattn(args) != 0:
+                raise RuntimeError(f"medattn {' '.join(args)} failed")
+        m = json.loads(path.read_text())
+        out[name] = {"n": m["n"], "melanoma_auc": m["per_class"]["melanoma"]["auc"]}
+        if "bkl" in mapping:  # melanoma against the rest has no SK images
+            out[name]["sk_auc"] = m["per_class"]["seborrheic_keratosis"]["auc"]
+    return out
+
+
+def real_data_tables(rows: list[dict]) -> list[str]:
+    """Markdown lines: the cross-data-set rows and the attention table, where rows hold them."""
+    lines = []
+    cross = [r for r in rows if "ham10000_test" in r]
+    if cross:
+        first = cross[0]
+        lines += ["", f"**ISIC 2017-trained, scored on HAM10000 test** (the ham10000 presets' lesion-grouped test split; "
+                  f"mel / bkl / nv mapped to melanoma / SK / nevus: {first['ham10000_test']['n']} images; melanoma "
+                  f"against all 7 HAM10000 classes: {first['ham10000_test_mel']['n']} images; mean ± std over seeds)", "",
+                  "| Method | seeds | melanoma AUC (3 classes) | SK (bkl) AUC | melanoma AUC (vs all) |", "|---|---|---|---|---|"]
+        by: dict[str, list[dict]] = {}
+        for r in cross:
+            by.setdefault(r["cell"], []).append(r)
+        for method, got in by.items():
+            lines.append(f"| {method} | {len(got)} | {_mean_std([g['ham10000_test']['melanoma_auc'] for g in got])} | "
+                         f"{_mean_std([g['ham10000_test']['sk_auc'] for g in got])} | "
+                         f"{_mean_std([g['ham10000_test_mel']['melanoma_auc'] for g in got])} |")
+    masks = saliency_table([{**r, "method": r["cell"]} for r in rows], SALIENCY_KEY,
+                           "Attention against the ISIC 2017 Part 1 lesion masks")
+    return lines + ([""] + masks if masks else [])
+
+
+def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "none", keep_recorded: bool = True,
+                 saliency_masks: str | None = None, cross_ham10000: str | None = None) -> int:
+    """Score the finished runs under ``out`` (and with ``keep_recorded`` keep the runs and ensembles
+    recorded in the results file that have no directory here) and write the results files."""
+    stem = "isic2017" if tta == "none" else f"isic2017_tta-{tta}"
+    rows = finished_rows(out, list(METHODS), tta, evaluate_missing=True)
+    for r in rows:  # the scores that need the checkpoint: while the run directory is here
+        run_dir = Path(r["run_dir"])
+        if saliency_masks or (run_dir / f"saliency_{SALIENCY_TAG}.json").is_file():
+            r[SALIENCY_KEY] = saliency_scores(run_dir, SALIENCY_TAG, [
+                "--set", "data.options.masks=available", "--set", f"data.options.mask_dir={saliency_masks}",
+                "--only-with-masks"] if saliency_masks else [])
+        if cross_ham10000 or all((run_dir / f"eval_{n}.json").is_file() for n in CROSS_HAM10000):
+            r.update(cross_scores(run_dir, cross_ham10000 or ""))
+    ensembles = ensemble_rows(rows, tta=tta)
+    if keep_recorded:
+        rows = merge_recorded(rows, recorded_runs(results, stem, overrides), list(METHODS), key="cell")
+        computed = {e["cell"] for e in ensembles}
+        ensembles += [e for e in recorded_ensembles(results, stem, overrides) if e["cell"] not in computed]
+    if not rows:
+        print("no finished runs yet")
+        return 1
+    md = table(rows, ensembles) + "\n".join(real_data_tables(rows))
+    if tta != "none":
+        md = f"Test-time augmentation: `{tta}` (every row, ensembles included)\n\n{md}"
+    keep = ("cell", "seed", "machine", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
+            "macro_ap", "accuracy", "ci95", SALIENCY_KEY, *CROSS_HAM10000)
+    write_results(results, stem, md, "configs/isic2017_baseline.yaml", overrides,
+                  [{k: r[k] for k in keep if k in r} for r in rows],
+                  extra={"tta": tta, "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]})
+    return 0
+
+
+def recorded_ensembles(results: Path, stem: str, overrides: list[str]) -> list[dict]:
+    """The ensemble rows of the results file written under the same overrides."""
+    path = results / f"{stem}.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    return list(record.get("ensembles", [])) if list(record.get("overrides", [])) == list(overrides) else []
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="seeds for every chosen method (default: 0 1 2 for baseline, SE, CBAM and BIIGMA-Net, 0 for the rest)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the shared protocol (applied to every method), e.g. data.root=DIR")
-    p.add_argument("--out", type=Path, default=Path("runs/benchmark_isic2017"),
-                   help="where the run directories go (default runs/benchmark_isic2017)")
-    p.add_argument("--results", type=Path, default=RESULTS, help="where isic2017.json/.md go")
-    p.add_argument("--table-only", action="store_true", help="no training: rebuild the table from finished runs (with --tta, scoring those not yet scored so)")
+    add_table_arguments(p, "isic2017")
     p.add_argument("--tta", default="none", choices=list(TTA_VIEWS),
                    help="score the finished runs with test-time augmentation (evaluating the ones not yet "
                         "scored so, about a minute each) and write isic2017_tta-<mode>.json/.md; default none")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--saliency-masks", metavar="MASK_DIR", default=None,
+                   help="also score every finished run's native maps and Grad-CAM against the ISIC 2017 Part 1 masks "
+                        "below MASK_DIR (e.g. ../shared/data/isic2017_256_masks; test images without one are left out "
+                        "of these scores only)")
+    p.add_argument("--cross-ham10000", metavar="HAM10000_ROOT", default=None,
+                   help="also score every finished run on HAM10000 test (e.g. ../shared/data/ham10000_200x150)")
     args = p.parse_args()
-
+    keep = not args.ignore_recorded
+    tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.tta, keep,  # noqa: E731
+                                      args.saliency_masks, args.cross_ham10000)
     if not args.table_only:
-        base = load_config("isic2017_baseline", args.overrides)
-        grid = {m: method_cell(m) for m in args.methods}
-        for method in args.methods:
-            seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS.get(method, [0])
-            run_grid(base, grid, seeds, args.out / "runs", splits=["test"], cells=[method], progress=not args.quiet)
-    # the table shows every finished run, not only this call's
-    rows = finished_rows(args.out, list(METHODS), args.tta, evaluate_missing=True)
-    if not rows:
-        print("no finished runs yet")
-        return 1
-    ensembles = ensemble_rows(rows, tta=args.tta)
-    md = table(rows, ensembles)
-    if args.tta != "none":
-        md = f"Test-time augmentation: `{args.tta}` (every row, ensembles included)\n\n{md}"
-    stem = "isic2017" if args.tta == "none" else f"isic2017_tta-{args.tta}"
-    args.results.mkdir(parents=True, exist_ok=True)
-    keep = ("cell", "seed", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
-            "macro_ap", "accuracy", "ci95")
-    record = {"machine": f"{platform.processor() or platform.machine()} ({platform.platform()})",
-              "date": time.strftime("%Y-%m-%d"), "protocol": "configs/isic2017_baseline.yaml",
-              "overrides": args.overrides, "tta": args.tta, "runs": [{k: r[k] for k in keep if k in r} for r in rows],
-              "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]}
-    (args.results / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
-    (args.results / f"{stem}.md").write_text(md + "\n")
-    print(md)
-    print(f"\nwrote {args.results / f'{stem}.json'} and {args.results / f'{stem}.md'}")
-    return 0
+        stem = "isic2017" if args.tta == "none" else f"isic2017_tta-{args.tta}"
+        recorded = {(r["cell"], r["seed"]) for r in recorded_runs(args.results, stem, args.overrides)} if keep else set()
+        train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
+              recorded=recorded, after_each=tables_now)
+    return tables_now()  # every finished run, not only this call's
 
 
 if __name__ == "__main__":

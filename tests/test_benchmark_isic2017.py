@@ -1,14 +1,20 @@
-"""benchmarks/isic2017.py's table from finished run directories (fake runs: no training)."""
+"""benchmarks/isic2017.py's table from finished run directories (fake runs: no training), and one tiny
+trained run scored on real-layout lesion masks and on HAM10000, kept from the results file when its
+directory is gone."""
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from medattn.engine.evaluate import write_prediction_rows
-from medattn.metrics.summary import compute_metrics
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+from readers_testkit import make_ham, make_isic2017, write_mask  # noqa: E402
+
+from medattn.engine.evaluate import write_prediction_rows  # noqa: E402
+from medattn.metrics.summary import compute_metrics  # noqa: E402
 
 CLASSES = ["melanoma", "seborrheic_keratosis", "nevus"]
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "isic2017.py"
@@ -82,3 +88,47 @@ def test_tta_rows_read_the_tta_files(bench, tmp_path):
     assert [r["seed"] for r in rows] == [0]  # seed 1 has no TTA scores and evaluate_missing is off
     assert rows[0]["isic2017"]["mean_auc"] == pytest.approx(expected["isic2017"]["mean_auc"])
     assert "isic2017.mean_auc" in rows[0]["ci95"]
+
+
+def test_run_on_lesion_masks_and_ham10000_is_kept_when_its_directory_is_gone(bench, tmp_path):
+    rng = np.random.default_rng(2)
+    parts = {part: [(int(r < 0.3), int(0.3 <= r < 0.6)) for r in rng.random(n)]
+             for part, n in (("Training", 40), ("Validation", 16), ("Test_v2", 20))}
+    ids = make_isic2017(tmp_path / "isic", parts)
+    masks = tmp_path / "masks"  # Part 1 masks in their own folder, as ../shared/data/isic2017_256_masks
+    for part, part_ids in ids.items():
+        for i in part_ids[1:] if part == "Test_v2" else part_ids:  # one test image has no mask
+            write_mask(masks / f"ISIC-2017_{part}_Part1_GroundTruth" / f"{i}_segmentation.png")
+    ham = make_ham(tmp_path / "ham", [(dx, 1) for k in range(70) for dx in [["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"][k % 7]]])
+    overrides = [f"data.root={tmp_path / 'isic'}", "data.image_size=32", "train.epochs=1", "train.batch_size=8",
+                 "train.precision=fp32", "model.backbone=resnet10t", "model.pretrained=false"]
+    out, results = tmp_path / "bench", tmp_path / "results"
+    bench.train(["baseline"], [0], out, overrides, progress=False)
+    assert bench.write_tables(out, results, overrides, saliency_masks=str(masks), cross_ham10000=str(tmp_path / "ham")) == 0
+    row = json.loads((results / "isic2017.json").read_text())["runs"][0]
+    run_dir = out / "runs" / "baseline" / "seed0"
+
+    sal = row["saliency_isic2017_test"]
+    assert (sal["n_images"], sal["n_scored"], sal["left_out"]) == (20, 19, 1)  # left out of the mask scores only
+    summary = json.loads((run_dir / "saliency_isic2017_test.json").read_text())
+    assert sal["maps"]["gradcam"]["continuous.pointing_game"]["mean"] == summary["maps"]["gradcam"]["continuous"]["pointing_game"]["mean"]
+
+    mapped = json.loads((run_dir / "eval_ham10000_test.json").read_text())
+    vs_all = json.loads((run_dir / "eval_ham10000_test_mel.json").read_text())
+    assert mapped["n"] < vs_all["n"]  # akiec, bcc, df, vasc left out of the 3-class mapping only
+    assert row["ham10000_test_mel"]["melanoma_auc"] == vs_all["per_class"]["melanoma"]["auc"]
+    assert row["ham10000_test"]["sk_auc"] == mapped["per_class"]["seborrheic_keratosis"]["auc"]
+    md = (results / "isic2017.md").read_text()
+    assert "**ISIC 2017-trained, scored on HAM10000 test**" in md and "| baseline | gradcam | 1 |" in md
+    assert len({r[2] for r in ham}) == 7
+
+    # the run directory is gone (another machine, a cleaned disk): the record keeps the row and its
+    # mask and cross scores, and the run is not trained again
+    shutil.rmtree(out)
+    recorded = {(r["cell"], r["seed"]) for r in bench.recorded_runs(results, "isic2017", overrides)}
+    bench.train(["baseline"], [0], out, overrides, progress=False, recorded=recorded)
+    assert not (out / "runs").exists()
+    assert bench.write_tables(out, results, overrides) == 0
+    assert (results / "isic2017.md").read_text() == md
+    assert json.loads((results / "isic2017.json").read_text())["runs"][0] == row
+    assert bench.write_tables(out, results, overrides, keep_recorded=False) == 1  # nothing here
