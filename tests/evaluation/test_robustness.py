@@ -180,7 +180,13 @@ def test_outputs_json_table_and_plot(tmp_path, monkeypatch):
         "| clean", "| noise sigma=0", "| noise sigma=0.05", "| background swap", "| artifact: ruler",
         "| artifact: ink", "| artifact: all", "| background alone (lesion removed)",
         "| lesion alone (background removed)", "| shifted split (test_shifted)"]
-    assert "| background swap | 0.0000 (-1.0000) |" in table and "| 100.0% |" in table
+    assert "| background swap | 0.0000 (-1.0000) |" in table
+    # the change of macro AUC and the flips with their paired bootstrap interval
+    swap = loaded["background"]["swap"]["paired"]
+    assert swap["flip_fraction"] == {"value": 1.0, "ci95": [1.0, 1.0]}
+    assert swap["delta.macro_auc"]["value"] == pytest.approx(loaded["background"]["swap"]["delta"]["macro_auc"])
+    assert "| 100.0% [100.0%, 100.0%] |" in table and " [-" in table.split("| background swap |")[1].splitlines()[0]
+    assert "paired" not in loaded["noise"][0]  # sigma 0 is the clean split
     assert robustness_table(result) in table
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 800

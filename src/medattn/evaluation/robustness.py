@@ -25,6 +25,7 @@ from ..data.dataset import ImageDataset
 from ..metrics.summary import HEADLINE, compute_metrics
 from ..engine.inference import predict_proba
 from ..engine.precision import Precision
+from .robustness_intervals import condition_intervals
 from .robustness_results import headline, robustness_table
 from .perturbations import (DEFAULT_ARTIFACTS, add_artifacts, gaussian_noise, remove_background, remove_lesion,
                             swap_background)
@@ -58,7 +59,7 @@ def flip_fraction(clean: np.ndarray, perturbed: np.ndarray, task: str) -> float:
 
 
 def _condition(dataset: ImageDataset, probs: np.ndarray, clean: np.ndarray | None, names: Sequence[str],
-               clean_headline: dict[str, float] | None) -> dict:
+               clean_headline: dict[str, float] | None, n_boot: int = 0, seed: int = 0) -> dict:
     lab = dataset.labeled
     metrics = compute_metrics(dataset.targets[lab], probs[lab], dataset.class_names, dataset.task)
     node = {"metrics": metrics}
@@ -67,13 +68,16 @@ def _condition(dataset: ImageDataset, probs: np.ndarray, clean: np.ndarray | Non
         node["delta"] = {k: head[k] - v for k, v in clean_headline.items() if k in head}
         node["flip_fraction"] = flip_fraction(clean, probs, dataset.task)
         node["mean_abs_probability_change"] = float(np.abs(probs - clean).mean())
+        if n_boot > 0:
+            node["paired"] = condition_intervals(dataset.targets, clean, probs, dataset.task, dataset.class_names,
+                                                 n_boot, seed)
     return node
 
 
 def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas: Sequence[float] = SIGMAS,
                         artifacts: Sequence[str] = DEFAULT_ARTIFACTS, shifted: ImageDataset | None = None,
                         shifted_split: str = "test_shifted", seed: int = 0, batch_size: int = 64,
-                        precision: Precision | None = None, progress: bool = False) -> dict:
+                        precision: Precision | None = None, progress: bool = False, n_boot: int = 1000) -> dict:
     """Metrics of ``model`` on ``dataset`` under noise, background swap, artifacts and a shifted split.
 
     Args:
@@ -83,7 +87,9 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
         sigmas: noise standard deviations on the [0, 1] scale.
         artifacts: artifact names painted outside the lesion, one condition each, plus all together.
         shifted: optional second split with the same classes (e.g. the synthetic ``test_shifted``).
-        seed: seed of the noise, the donor draw and the artifacts.
+        seed: seed of the noise, the donor draw and the artifacts (and of the bootstrap).
+        n_boot: resamples of the paired bootstrap of each perturbed condition (``paired``: the change
+            of the AUC metrics and the flip fraction with 95% intervals; 0: none).
 
     Returns:
         A JSON-ready dict: ``clean``, ``noise`` (one entry per sigma), ``background`` (or None),
@@ -110,7 +116,8 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
         # sigma 0 is the clean split (as float): its predictions are already there.
         probs = clean_probs if sigma == 0 else predict_noisy(model, dataset.images, float(sigma), seed, batch_size,
                                                              task, precision)
-        result["noise"].append({"sigma": float(sigma), **_condition(dataset, probs, clean_probs, names, clean_head)})
+        node = _condition(dataset, probs, clean_probs, names, clean_head, n_boot if sigma else 0, seed)
+        result["noise"].append({"sigma": float(sigma), **node})
         bar.update()
 
     if dataset.masks is None:
@@ -128,7 +135,7 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
         result["background_n_images"] = len(bg)
         groups = bg.targets if task == "multiclass" else None
         swapped, donors = swap_background(bg.images, bg.masks, seed, groups=groups)
-        background = {"swap": _condition(bg, run(swapped), bg_clean, names, bg_head)}
+        background = {"swap": _condition(bg, run(swapped), bg_clean, names, bg_head, n_boot, seed)}
         background["swap"]["donor_other_class"] = (
             float(np.mean(groups[donors] != groups)) if groups is not None else None)
         bar.update()
@@ -136,16 +143,16 @@ def evaluate_robustness(model: torch.nn.Module, dataset: ImageDataset, *, sigmas
         for combo in combos:
             painted = add_artifacts(bg.images, bg.masks, combo, seed)
             key = "artifact_" + ("all" if len(combo) > 1 else combo[0])
-            background[key] = _condition(bg, run(painted), bg_clean, names, bg_head)
+            background[key] = _condition(bg, run(painted), bg_clean, names, bg_head, n_boot, seed)
             background[key]["artifacts"] = combo
             bar.update()
         # The mirror test: what the model scores from the background alone, and from the lesion alone.
         background_only, kept = remove_lesion(bg.images, bg.masks)
-        background["lesion_removed"] = _condition(bg, run(background_only), bg_clean, names, bg_head)
+        background["lesion_removed"] = _condition(bg, run(background_only), bg_clean, names, bg_head, n_boot, seed)
         background["lesion_removed"]["n_unchanged"] = kept
         bar.update()
         lesion_only, colour = remove_background(bg.images, bg.masks)
-        background["background_removed"] = _condition(bg, run(lesion_only), bg_clean, names, bg_head)
+        background["background_removed"] = _condition(bg, run(lesion_only), bg_clean, names, bg_head, n_boot, seed)
         background["background_removed"]["fill_colour"] = colour.tolist()
         bar.update()
         result["background"] = background

@@ -37,11 +37,22 @@ def condition_rows(result: dict) -> list[tuple[str, dict, float | None, dict]]:
     return rows
 
 
+def paired_nodes(result: dict) -> list[dict | None]:
+    """The ``paired`` intervals of every condition, in the order of ``condition_rows`` (None where a
+    condition has none: clean, sigma 0, the shifted split, results written without a bootstrap)."""
+    nodes = [None] + [n.get("paired") for n in result["noise"]]
+    nodes += [n.get("paired") for n in (result.get("background") or {}).values()]
+    return nodes + ([None] if result.get("shift") else [])
+
+
 def robustness_table(result: dict) -> str:
-    """A markdown table: one row per condition, headline metrics (change vs clean) and flip fraction."""
+    """A markdown table: one row per condition, headline metrics (change vs clean) and flip fraction;
+    the change of macro AUC and the flip fraction with their paired 95% bootstrap interval where the
+    result has one."""
     names = result["headline"]
     lines = ["| condition | " + " | ".join(names) + " | flipped |", "|---" * (len(names) + 2) + "|"]
-    for label, head, flip, delta in condition_rows(result):
+    for (label, head, flip, delta), paired in zip(condition_rows(result), paired_nodes(result)):
+        paired = paired or {}
         cells = []
         for n in names:
             if n not in head:
@@ -49,6 +60,9 @@ def robustness_table(result: dict) -> str:
             elif n not in delta:
                 cells.append(f"{head[n]:.4f}")
             else:
-                cells.append(f"{head[n]:.4f} ({delta[n]:+.4f})")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if flip is None else f'{flip:.1%}'} |")
+                ci = paired.get(f"delta.{n}", {}).get("ci95")
+                cells.append(f"{head[n]:.4f} ({delta[n]:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}])" if ci else ")"))
+        ci = paired.get("flip_fraction", {}).get("ci95")
+        flipped = "" if flip is None else f"{flip:.1%}" + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {flipped} |")
     return "\n".join(lines)
