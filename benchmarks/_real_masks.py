@@ -65,3 +65,67 @@ def saliency_table(rows: list[dict], key: str, title: str) -> list[str]:
                 cells.append(mean_std(values, 3, ci))
             lines.append(f"| {method} | {name} | {len(got)} | " + " | ".join(cells) + " |")
     return lines
+
+
+# (column, background condition of medattn robustness)
+ROBUSTNESS_COLUMNS = [("background swapped", "swap"), ("ruler + ink + hair", "artifact_all"),
+                      ("background alone", "lesion_removed"), ("lesion alone", "background_removed")]
+
+
+def robustness_scores(run_dir: Path, tag: str, extra: list[str]) -> dict:
+    """``medattn robustness RUN --sigmas 0 <extra>`` into ``RUN/robustness_<tag>.json`` (once), compacted
+    to the background conditions: ``{"n_images", "metric", condition: {"auc", "delta", "delta_ci95",
+    "flip_fraction", "flip_ci95"}}``. ``metric`` is the ISIC 2017 mean AUC of the two tasks where the
+    classes are ISIC 2017's, else the macro AUC."""
+    from medattn.cli import main as medattn
+
+    out = run_dir / f"robustness_{tag}.json"
+    if not out.is_file():
+        args = ["robustness", str(run_dir), "--sigmas", "0", "--out", str(out), *extra]
+        if medattn(args) != 0:
+            raise RuntimeError(f"medattn {' '.join(args)} failed")
+    result = json.loads(out.read_text())
+    background = result.get("background") or {}
+    isic = all("isic2017" in node["metrics"] for node in background.values()) and bool(background)
+    metric = "isic2017.mean_auc" if isic else "macro_auc"
+    scores = {"n_images": result.get("background_n_images", 0), "metric": metric}
+    for _, key in ROBUSTNESS_COLUMNS:
+        if key in background:
+            node = background[key]
+            paired = node["paired"]
+            scores[key] = {"auc": node["metrics"]["isic2017"]["mean_auc"] if isic else node["metrics"]["macro_auc"],
+                           "delta": paired[f"delta.{metric}"]["value"], "delta_ci95": paired[f"delta.{metric}"]["ci95"],
+                           "flip_fraction": paired["flip_fraction"]["value"],
+                           "flip_ci95": paired["flip_fraction"]["ci95"]}
+    return scores
+
+
+def robustness_table(rows: list[dict], key: str, title: str) -> list[str]:
+    """Markdown lines: one row per method of the rows holding ``row[key]`` (robustness_scores): per
+    background condition the AUC, its change against the clean predictions of the same images, and
+    the share of flipped predictions; mean ± std over seeds, [paired 95% bootstrap interval of the
+    first seed]. Empty when no row has ``key``."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        if key in r:
+            by.setdefault(r["method"], []).append(r[key])
+    if not by:
+        return []
+    first = next(iter(by.values()))[0]
+    metric = "mean AUC of the 2 tasks" if first["metric"] == "isic2017.mean_auc" else "macro AUC"
+    lines = [f"**{title}** ({first['n_images']} test images with a mask; each cell: {metric}, its change against "
+             "the clean predictions of the same images, and the predictions flipped; mean ± std over seeds, "
+             "[paired 95% bootstrap interval of the first seed])", "",
+             "| Method | seeds | " + " | ".join(c for c, _ in ROBUSTNESS_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(ROBUSTNESS_COLUMNS)]
+    for method, scores in by.items():
+        cells = []
+        for _, cond in ROBUSTNESS_COLUMNS:
+            got = [s[cond] for s in scores if cond in s]
+            if not got:
+                cells.append("-")
+                continue
+            cells.append(f"{mean_std([g['auc'] for g in got])}; {mean_std([g['delta'] for g in got], 3, got[0]['delta_ci95'])}; "
+                         f"flipped {mean_std([g['flip_fraction'] for g in got], 3, got[0]['flip_ci95'])}")
+        lines.append(f"| {method} | {len(scores)} | " + " | ".join(cells) + " |")
+    return lines

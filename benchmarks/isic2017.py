@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
-from _real_masks import saliency_scores, saliency_table
+from _real_masks import robustness_scores, robustness_table, saliency_scores, saliency_table
 from _runs import (add_table_arguments, mean_std, merge_recorded, recorded_runs, run_cells, training_seconds,
                    write_results)
 from medattn.config import load_config
@@ -46,6 +46,7 @@ METHODS = {  # method -> preset; the presets differ from isic2017_baseline only 
 DEFAULT_SEEDS = {"baseline": [0, 1, 2], "se": [0, 1, 2], "cbam": [0, 1, 2], "biigma": [0, 1, 2]}  # the rest: [0]
 TASKS = {"melanoma": "Melanoma", "seborrheic_keratosis": "SK"}
 SALIENCY_TAG, SALIENCY_KEY = "isic2017_test", "saliency_isic2017_test"
+ROBUSTNESS_KEY = "robustness_isic2017_test"  # background and mirror tests, RUN/robustness_isic2017_test.json
 # HAM10000 test as the ham10000_* presets split it; HAM10000 class -> ISIC 2017 class
 HAM10000_SPLIT = ["--set", "data.options.val_fraction=0.1", "--set", "data.options.test_fraction=0.2",
                   "--set", "data.options.seed=0"]
@@ -216,23 +217,26 @@ def real_data_tables(rows: list[dict]) -> list[str]:
             lines.append(f"| {method} | {len(got)} | {_mean_std([g['ham10000_test']['melanoma_auc'] for g in got])} | "
                          f"{_mean_std([g['ham10000_test']['sk_auc'] for g in got])} | "
                          f"{_mean_std([g['ham10000_test_mel']['melanoma_auc'] for g in got])} |")
-    masks = saliency_table([{**r, "method": r["cell"]} for r in rows], SALIENCY_KEY,
-                           "Attention against the ISIC 2017 Part 1 lesion masks")
-    return lines + ([""] + masks if masks else [])
+    named = [{**r, "method": r["cell"]} for r in rows]
+    for block in (saliency_table(named, SALIENCY_KEY, "Attention against the ISIC 2017 Part 1 lesion masks"),
+                  robustness_table(named, ROBUSTNESS_KEY, "Background and mirror tests on the ISIC 2017 Part 1 lesion masks")):
+        lines += [""] + block if block else []
+    return lines
 
 
 def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "none", keep_recorded: bool = True,
-                 saliency_masks: str | None = None, cross_ham10000: str | None = None) -> int:
+                 masks: str | None = None, cross_ham10000: str | None = None) -> int:
     """Score the finished runs under ``out`` (and with ``keep_recorded`` keep the runs and ensembles
     recorded in the results file that have no directory here) and write the results files."""
     stem = "isic2017" if tta == "none" else f"isic2017_tta-{tta}"
     rows = finished_rows(out, list(METHODS), tta, evaluate_missing=True)
     for r in rows:  # the scores that need the checkpoint: while the run directory is here
         run_dir = Path(r["run_dir"])
-        if saliency_masks or (run_dir / f"saliency_{SALIENCY_TAG}.json").is_file():
-            r[SALIENCY_KEY] = saliency_scores(run_dir, SALIENCY_TAG, [
-                "--set", "data.options.masks=available", "--set", f"data.options.mask_dir={saliency_masks}",
-                "--only-with-masks"] if saliency_masks else [])
+        mask_args = ["--set", "data.options.masks=available", "--set", f"data.options.mask_dir={masks}"] if masks else []
+        if masks or (run_dir / f"saliency_{SALIENCY_TAG}.json").is_file():
+            r[SALIENCY_KEY] = saliency_scores(run_dir, SALIENCY_TAG, [*mask_args, "--only-with-masks"])
+        if masks or (run_dir / f"robustness_{SALIENCY_TAG}.json").is_file():
+            r[ROBUSTNESS_KEY] = robustness_scores(run_dir, SALIENCY_TAG, mask_args)
         if cross_ham10000 or all((run_dir / f"eval_{n}.json").is_file() for n in CROSS_HAM10000):
             r.update(cross_scores(run_dir, cross_ham10000 or ""))
     ensembles = ensemble_rows(rows, tta=tta)
@@ -247,7 +251,7 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
     if tta != "none":
         md = f"Test-time augmentation: `{tta}` (every row, ensembles included)\n\n{md}"
     keep = ("cell", "seed", "machine", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
-            "macro_ap", "accuracy", "ci95", SALIENCY_KEY, *CROSS_HAM10000)
+            "macro_ap", "accuracy", "ci95", SALIENCY_KEY, ROBUSTNESS_KEY, *CROSS_HAM10000)
     write_results(results, stem, md, "configs/isic2017_baseline.yaml", overrides,
                   [{k: r[k] for k in keep if k in r} for r in rows],
                   extra={"tta": tta, "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]})
@@ -270,16 +274,17 @@ def main() -> int:
     p.add_argument("--tta", default="none", choices=list(TTA_VIEWS),
                    help="score the finished runs with test-time augmentation (evaluating the ones not yet "
                         "scored so, about a minute each) and write isic2017_tta-<mode>.json/.md; default none")
-    p.add_argument("--saliency-masks", metavar="MASK_DIR", default=None,
-                   help="also score every finished run's native maps and Grad-CAM against the ISIC 2017 Part 1 masks "
-                        "below MASK_DIR (e.g. ../shared/data/isic2017_256_masks; test images without one are left out "
-                        "of these scores only)")
+    p.add_argument("--masks", metavar="MASK_DIR", default=None,
+                   help="ISIC 2017 Part 1 lesion masks below MASK_DIR (e.g. ../shared/data/isic2017_256_masks): also "
+                        "score every finished run's native maps and Grad-CAM against them (medattn saliency) and run the "
+                        "background and mirror tests (medattn robustness); test images without a mask are left out of "
+                        "these scores only")
     p.add_argument("--cross-ham10000", metavar="HAM10000_ROOT", default=None,
                    help="also score every finished run on HAM10000 test (e.g. ../shared/data/ham10000_200x150)")
     args = p.parse_args()
     keep = not args.ignore_recorded
     tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.tta, keep,  # noqa: E731
-                                      args.saliency_masks, args.cross_ham10000)
+                                      args.masks, args.cross_ham10000)
     if not args.table_only:
         stem = "isic2017" if args.tta == "none" else f"isic2017_tta-{args.tta}"
         recorded = {(r["cell"], r["seed"]) for r in recorded_runs(args.results, stem, args.overrides)} if keep else set()

@@ -104,7 +104,7 @@ def test_run_on_lesion_masks_and_ham10000_is_kept_when_its_directory_is_gone(ben
                  "train.precision=fp32", "model.backbone=resnet10t", "model.pretrained=false"]
     out, results = tmp_path / "bench", tmp_path / "results"
     bench.train(["baseline"], [0], out, overrides, progress=False)
-    assert bench.write_tables(out, results, overrides, saliency_masks=str(masks), cross_ham10000=str(tmp_path / "ham")) == 0
+    assert bench.write_tables(out, results, overrides, masks=str(masks), cross_ham10000=str(tmp_path / "ham")) == 0
     row = json.loads((results / "isic2017.json").read_text())["runs"][0]
     run_dir = out / "runs" / "baseline" / "seed0"
 
@@ -113,6 +113,15 @@ def test_run_on_lesion_masks_and_ham10000_is_kept_when_its_directory_is_gone(ben
     summary = json.loads((run_dir / "saliency_isic2017_test.json").read_text())
     assert sal["maps"]["gradcam"]["continuous.pointing_game"]["mean"] == summary["maps"]["gradcam"]["continuous"]["pointing_game"]["mean"]
 
+    rob = row["robustness_isic2017_test"]
+    full = json.loads((run_dir / "robustness_isic2017_test.json").read_text())
+    assert rob["n_images"] == 19 and rob["metric"] == "isic2017.mean_auc"
+    assert rob["swap"]["flip_fraction"] == full["background"]["swap"]["flip_fraction"]
+    assert rob["lesion_removed"]["delta"] == pytest.approx(
+        full["background"]["lesion_removed"]["metrics"]["isic2017"]["mean_auc"] - full["background"]["swap"]["metrics"]["isic2017"]["mean_auc"]
+        + rob["swap"]["delta"])  # both against the same clean predictions
+    assert rob["swap"]["delta_ci95"][0] <= rob["swap"]["delta"] <= rob["swap"]["delta_ci95"][1]
+
     mapped = json.loads((run_dir / "eval_ham10000_test.json").read_text())
     vs_all = json.loads((run_dir / "eval_ham10000_test_mel.json").read_text())
     assert mapped["n"] < vs_all["n"]  # akiec, bcc, df, vasc left out of the 3-class mapping only
@@ -120,6 +129,7 @@ def test_run_on_lesion_masks_and_ham10000_is_kept_when_its_directory_is_gone(ben
     assert row["ham10000_test"]["sk_auc"] == mapped["per_class"]["seborrheic_keratosis"]["auc"]
     md = (results / "isic2017.md").read_text()
     assert "**ISIC 2017-trained, scored on HAM10000 test**" in md and "| baseline | gradcam | 1 |" in md
+    assert "**Background and mirror tests on the ISIC 2017 Part 1 lesion masks** (19 test images" in md
     assert len({r[2] for r in ham}) == 7
 
     # the run directory is gone (another machine, a cleaned disk): the record keeps the row and its
