@@ -3,6 +3,7 @@ training cost, and mean ± std cells."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import platform
@@ -27,10 +28,27 @@ def finished_runs(out: Path, methods: list[str]) -> list[tuple[str, int, Path]]:
     return found
 
 
-def recorded_runs(results: Path, name: str, overrides: list[str]) -> list[dict]:
+def protocol_digest(cfg) -> str:
+    """A short hash of everything in a run's config but its seed: two runs of one protocol share it."""
+    settings = cfg.to_dict()
+    settings.pop("seed", None)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_digest(run_dir: Path) -> str:
+    """``protocol_digest`` of the config a run directory was trained with."""
+    from medattn.engine.run import read_run_config
+
+    return protocol_digest(read_run_config(run_dir))
+
+
+def recorded_runs(results: Path, name: str, overrides: list[str], digests: dict[str, str] | None = None,
+                  key: str = "method") -> list[dict]:
     """The per-run rows of ``results/<name>.json`` written under the same overrides: the record of runs
     whose directories may no longer exist (another machine, a cleaned scratch disk). Rows of other
-    overrides are a different protocol and are never mixed in."""
+    overrides are a different protocol and are never mixed in; nor, given ``digests`` (method ->
+    ``protocol_digest`` of its config now), are rows whose ``config_digest`` differs (a preset
+    changed since). Rows written before rows carried a digest are kept."""
     path = results / f"{name}.json"
     if not path.is_file():
         return []
@@ -38,19 +56,28 @@ def recorded_runs(results: Path, name: str, overrides: list[str]) -> list[dict]:
     if list(record.get("overrides", [])) != list(overrides):
         return []
     machine = record.get("machine")  # files written before rows named their machine: the file's one
-    return [{"machine": machine, **row} if isinstance(machine, str) else row for row in record.get("runs", [])]
+    rows = [{"machine": machine, **row} if isinstance(machine, str) else row for row in record.get("runs", [])]
+    if digests is None:
+        return rows
+    stale = [r for r in rows if r.get("config_digest") and r["config_digest"] != digests.get(r[key], r["config_digest"])]
+    if stale:
+        print(f"left out {len(stale)} recorded run(s) trained with another config: "
+              + ", ".join(f"{r[key]} seed {r['seed']}" for r in stale))
+    return [r for r in rows if not any(r is s for s in stale)]
 
 
 def merge_recorded(rows: list[dict], recorded: list[dict], methods: list[str], key: str = "method") -> list[dict]:
     """``rows`` (scored from run directories here) plus every recorded row of a (method, seed) they
-    lack, ordered by ``methods`` then seed; ``key`` names the method field of a row. A run directory
-    here always wins over its record."""
+    lack, ordered by ``methods`` then seed (recorded methods not in ``methods``, e.g. a retired
+    variant kept under its own name, after them); ``key`` names the method field of a row. A run
+    directory here always wins over its record."""
     have = {(r[key], r["seed"]) for r in rows}
-    kept = [r for r in recorded if r[key] in methods and (r[key], r["seed"]) not in have]
+    kept = [r for r in recorded if (r[key], r["seed"]) not in have]
     if kept:
         print(f"kept {len(kept)} recorded run(s) with no run directory here: "
               + ", ".join(f"{r[key]} seed {r['seed']}" for r in kept))
-    return sorted(rows + kept, key=lambda r: (methods.index(r[key]), r["seed"]))
+    order = list(dict.fromkeys([*methods, *(r[key] for r in kept)]))
+    return sorted(rows + kept, key=lambda r: (order.index(r[key]), r["seed"]))
 
 
 def run_cells(cells: list[tuple[str, int]], train_cell, recorded: set[tuple[str, int]] = frozenset(),

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
-from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, recorded_runs, run_cells,
-                   training_seconds, write_results)
+from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, protocol_digest, recorded_runs,
+                   run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
-from medattn.engine.ablation import run_grid
+from medattn.engine.ablation import cell_config, run_grid
 
 CRITERIA_METHODS = {  # method -> preset; they differ from derm7pt_baseline only in their model section
     "baseline": "derm7pt_baseline",
@@ -54,19 +54,30 @@ METHODS = [*CRITERIA_METHODS, DIRECT]
 HEADLINE = [("CP", "cp"), ("CR", "cr"), ("CF1", "cf1"), ("OP", "op"), ("OR", "or"), ("OF1", "of1")]
 
 
-def train(methods: list[str], seeds: list[int], out: Path, overrides: list[str], progress: bool,
-          recorded: set[tuple[str, int]] = frozenset(), after_each=None) -> None:
-    """Train and evaluate on test every (method, seed) not finished yet and not in ``recorded``; seeds
-    outermost, so that a short sitting gives every method its first seed."""
+def _bases_and_grid(overrides: list[str]):
+    """The protocol of every method: its base config and its grid cell (model and options)."""
     criteria_base = load_config("derm7pt_baseline", overrides)
     direct_base = load_config("derm7pt_melanoma", overrides)
     grid = {m: {"model": load_config(p).model.name, "options": dict(load_config(p).model.options)}
             for m, p in CRITERIA_METHODS.items()}
     grid[DIRECT] = {"model": direct_base.model.name, "options": dict(direct_base.model.options)}
+    return {m: direct_base if m == DIRECT else criteria_base for m in METHODS}, grid
+
+
+def method_digests(overrides: list[str]) -> dict[str, str]:
+    """method -> ``protocol_digest`` of the config its runs are trained with now."""
+    bases, grid = _bases_and_grid(overrides)
+    return {m: protocol_digest(cell_config(bases[m], grid[m], 0)) for m in METHODS}
+
+
+def train(methods: list[str], seeds: list[int], out: Path, overrides: list[str], progress: bool,
+          recorded: set[tuple[str, int]] = frozenset(), after_each=None) -> None:
+    """Train and evaluate on test every (method, seed) not finished yet and not in ``recorded``; seeds
+    outermost, so that a short sitting gives every method its first seed."""
+    bases, grid = _bases_and_grid(overrides)
 
     def train_cell(method: str, seed: int) -> None:
-        base = direct_base if method == DIRECT else criteria_base
-        run_grid(base, grid, [seed], out / "runs", splits=["test"], cells=[method], progress=progress)
+        run_grid(bases[method], grid, [seed], out / "runs", splits=["test"], cells=[method], progress=progress)
 
     run_cells([(m, s) for s in seeds for m in methods], train_cell, recorded, after_each)
 
@@ -112,7 +123,7 @@ def score_run(run_dir: Path, method: str, n_maps: int, n_boot: int = 1000) -> di
 
     cache = run_dir / "derm7pt_bench.json"
     if cache.is_file():
-        return json.loads(cache.read_text())
+        return {**json.loads(cache.read_text()), "config_digest": run_digest(run_dir)}
     names, task = read_run_classes(run_dir)
     metrics = json.loads((run_dir / "eval_test.json").read_text())
     pred = read_predictions(run_dir / "predictions_test.csv", names, task)
@@ -137,7 +148,7 @@ def score_run(run_dir: Path, method: str, n_maps: int, n_boot: int = 1000) -> di
               "ci95": {k: [float(a), float(b)] for k, (a, b) in ci.items()}, "maps": maps,
               "train_seconds": training_seconds(run_dir)[0]}
     cache.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    return result
+    return {**result, "config_digest": run_digest(run_dir)}
 
 
 def tables(rows: list[dict], criteria: list[str]) -> str:
@@ -196,7 +207,7 @@ def write_tables(out: Path, results: Path, n_maps: int, overrides: list[str], ke
 
     rows = [score_run(run_dir, method, n_maps) for method, _, run_dir in finished_runs(out, METHODS)]
     if keep_recorded:
-        rows = merge_recorded(rows, recorded_runs(results, "derm7pt", overrides), METHODS)
+        rows = merge_recorded(rows, recorded_runs(results, "derm7pt", overrides, method_digests(overrides)), METHODS)
     if not rows:
         print("no finished runs yet")
         return 1
@@ -215,7 +226,8 @@ def main() -> int:
     keep = not args.ignore_recorded
     tables_now = lambda: write_tables(args.out, args.results, args.n_maps, args.overrides, keep)  # noqa: E731
     if not args.table_only:
-        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "derm7pt", args.overrides)} if keep else set()
+        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "derm7pt", args.overrides,
+                                                                    method_digests(args.overrides))} if keep else set()
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
               recorded=recorded, after_each=tables_now)
     return tables_now()

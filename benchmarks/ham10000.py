@@ -37,10 +37,10 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import saliency_scores, saliency_table
-from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, recorded_runs, run_cells,
-                   training_seconds, write_results)
+from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, protocol_digest, recorded_runs,
+                   run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
-from medattn.engine.ablation import run_grid
+from medattn.engine.ablation import cell_config, run_grid
 
 METHODS = {  # method -> preset
     "baseline": "ham10000_baseline",
@@ -67,6 +67,16 @@ CROSS_MAP = "melanoma=mel,seborrheic_keratosis=bkl,nevus=nv"  # ISIC 2017 class 
 SALIENCY_TAG, SALIENCY_KEY = "ham10000_test", "saliency_ham10000_test"
 
 
+def _base_and_cell(method: str, overrides: list[str]):
+    base = load_config(METHODS[method], overrides)
+    return base, {"model": base.model.name, "options": dict(base.model.options)}
+
+
+def method_digests(overrides: list[str]) -> dict[str, str]:
+    """method -> ``protocol_digest`` of the config its runs are trained with now."""
+    return {m: protocol_digest(cell_config(*_base_and_cell(m, overrides), 0)) for m in METHODS}
+
+
 def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: list[str], progress: bool,
           recorded: set[tuple[str, int]] = frozenset(), after_each=None) -> None:
     """Train and evaluate on test every (method, seed) not finished yet and not in ``recorded``; seeds
@@ -74,9 +84,8 @@ def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: lis
     plan = {m: seeds if seeds is not None else DEFAULT_SEEDS.get(m, [0]) for m in methods}
 
     def train_cell(method: str, seed: int) -> None:
-        base = load_config(METHODS[method], overrides)
-        grid = {method: {"model": base.model.name, "options": dict(base.model.options)}}
-        run_grid(base, grid, [seed], out / "runs", splits=["test"], progress=progress)
+        base, cell = _base_and_cell(method, overrides)
+        run_grid(base, {method: cell}, [seed], out / "runs", splits=["test"], progress=progress)
 
     cells = [(m, s) for s in sorted({s for v in plan.values() for s in v}) for m in methods if s in plan[m]]
     run_cells(cells, train_cell, recorded, after_each)
@@ -123,6 +132,7 @@ def score_run(run_dir: Path, method: str, n_boot: int = 1000, cross_root: str | 
                   "values": fn(y, pred.probs), "ci95": {k: [float(a), float(b)] for k, (a, b) in ci.items()},
                   "train_seconds": train_s, "data_wait_seconds": wait_s}
         cache.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    result["config_digest"] = run_digest(run_dir)
     cross = run_dir / "eval_isic2017_test.json"
     if cross_root and not cross.is_file():
         args = ["evaluate", str(run_dir), "--data-format", "isic2017", "--data-root", cross_root, "--split", "test",
@@ -183,7 +193,7 @@ def write_tables(out: Path, results: Path, overrides: list[str], cross_root: str
     rows = [score_run(run_dir, method, cross_root=cross_root, saliency=saliency)
             for method, _, run_dir in finished_runs(out, list(METHODS))]
     if keep_recorded:
-        rows = merge_recorded(rows, recorded_runs(results, "ham10000", overrides), list(METHODS))
+        rows = merge_recorded(rows, recorded_runs(results, "ham10000", overrides, method_digests(overrides)), list(METHODS))
     if not rows:
         print("no finished runs yet")
         return 1
@@ -208,7 +218,8 @@ def main() -> int:
     tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.cross_isic2017, keep,  # noqa: E731
                                       args.saliency)
     if not args.table_only:
-        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "ham10000", args.overrides)} if keep else set()
+        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "ham10000", args.overrides,
+                                                                    method_digests(args.overrides))} if keep else set()
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
               recorded=recorded, after_each=tables_now)
     return tables_now()

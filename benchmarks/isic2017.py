@@ -29,10 +29,10 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import robustness_scores, robustness_table, saliency_scores, saliency_table
-from _runs import (add_table_arguments, mean_std, merge_recorded, recorded_runs, run_cells, training_seconds,
-                   write_results)
+from _runs import (add_table_arguments, mean_std, merge_recorded, protocol_digest, recorded_runs, run_cells,
+                   run_digest, training_seconds, write_results)
 from medattn.config import load_config
-from medattn.engine.ablation import run_grid
+from medattn.engine.ablation import cell_config, run_grid
 from medattn.engine.inference import TTA_VIEWS
 
 METHODS = {  # method -> preset; the presets differ from isic2017_baseline only in their model section
@@ -165,8 +165,15 @@ def finished_rows(out: Path, methods: list[str], tta: str = "none", evaluate_mis
                 if "ci95" not in metrics:
                     metrics["ci95"] = test_intervals(run_dir, metrics, name=name)
                 rows.append({"cell": method, "seed": int(run_dir.name[4:]), "run_dir": str(run_dir),
+                             "config_digest": run_digest(run_dir) if (run_dir / "config.yaml").is_file() else None,
                              "train_seconds": train_s, "data_wait_seconds": wait_s, **metrics})
     return rows
+
+
+def method_digests(overrides: list[str]) -> dict[str, str]:
+    """method -> ``protocol_digest`` of the config its runs are trained with now."""
+    base = load_config("isic2017_baseline", overrides)
+    return {m: protocol_digest(cell_config(base, method_cell(m), 0)) for m in METHODS}
 
 
 def train(methods: list[str], seeds: list[int] | None, out: Path, overrides: list[str], progress: bool,
@@ -241,16 +248,19 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
             r.update(cross_scores(run_dir, cross_ham10000 or ""))
     ensembles = ensemble_rows(rows, tta=tta)
     if keep_recorded:
-        rows = merge_recorded(rows, recorded_runs(results, stem, overrides), list(METHODS), key="cell")
+        rows = merge_recorded(rows, recorded_runs(results, stem, overrides, method_digests(overrides), key="cell"),
+                              list(METHODS), key="cell")
+        here = {f"{r['cell']}/seed{r['seed']}" for r in rows if "run_dir" in r}
         computed = {e["cell"] for e in ensembles}
-        ensembles += [e for e in recorded_ensembles(results, stem, overrides) if e["cell"] not in computed]
+        ensembles += [e for e in recorded_ensembles(results, stem, overrides)  # kept while none can be recomputed
+                      if e["cell"] not in computed and not here & set(e["members"])]
     if not rows:
         print("no finished runs yet")
         return 1
     md = table(rows, ensembles) + "\n".join(real_data_tables(rows))
     if tta != "none":
         md = f"Test-time augmentation: `{tta}` (every row, ensembles included)\n\n{md}"
-    keep = ("cell", "seed", "machine", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
+    keep = ("cell", "seed", "machine", "config_digest", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
             "macro_ap", "accuracy", "ci95", SALIENCY_KEY, ROBUSTNESS_KEY, *CROSS_HAM10000)
     write_results(results, stem, md, "configs/isic2017_baseline.yaml", overrides,
                   [{k: r[k] for k in keep if k in r} for r in rows],
@@ -287,7 +297,8 @@ def main() -> int:
                                       args.masks, args.cross_ham10000)
     if not args.table_only:
         stem = "isic2017" if args.tta == "none" else f"isic2017_tta-{args.tta}"
-        recorded = {(r["cell"], r["seed"]) for r in recorded_runs(args.results, stem, args.overrides)} if keep else set()
+        recorded = {(r["cell"], r["seed"]) for r in recorded_runs(args.results, stem, args.overrides,
+                                                                  method_digests(args.overrides), key="cell")} if keep else set()
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
               recorded=recorded, after_each=tables_now)
     return tables_now()  # every finished run, not only this call's

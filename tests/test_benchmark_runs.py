@@ -34,13 +34,33 @@ def test_recorded_runs_only_under_the_same_overrides(runs, tmp_path):
     assert runs.recorded_runs(tmp_path, "bench", ["train.epochs=4"]) == []
 
 
+def test_recorded_runs_of_another_config_are_left_out(runs, tmp_path, capsys):
+    rows = [{**_row("a", 0, 0.1), "config_digest": "old"}, {**_row("a", 1, 0.2), "config_digest": "new"},
+            _row("a", 2, 0.3), {**_row("b", 0, 0.4), "config_digest": "old"}]  # seed 2: written before digests
+    _write_record(tmp_path, [], rows)
+    kept = runs.recorded_runs(tmp_path, "bench", [], digests={"a": "new", "b": "old"})
+    assert [(r["method"], r["seed"]) for r in kept] == [("a", 1), ("a", 2), ("b", 0)]
+    assert "left out 1 recorded run(s) trained with another config: a seed 0" in capsys.readouterr().out
+    assert len(runs.recorded_runs(tmp_path, "bench", [])) == 4  # no digests given: every row
+
+
+def test_protocol_digest_ignores_the_seed_only():
+    sys.path.insert(0, str(BENCH))
+    import _runs
+    from medattn.config import load_config
+
+    a, b = load_config("derm7pt_baseline"), load_config("derm7pt_baseline", ["seed=3"])
+    assert _runs.protocol_digest(a) == _runs.protocol_digest(b)
+    assert _runs.protocol_digest(a) != _runs.protocol_digest(load_config("derm7pt_baseline", ["train.epochs=3"]))
+
+
 def test_merge_keeps_missing_records_and_a_run_directory_wins(runs, capsys):
     here = [_row("ibca", 1, 0.7), _row("baseline", 0, 0.9)]
-    recorded = [_row("baseline", 0, 0.1), _row("baseline", 2, 0.2), _row("ibca", 0, 0.3), _row("gone", 0, 0.4)]
+    recorded = [_row("baseline", 0, 0.1), _row("retired", 0, 0.4), _row("baseline", 2, 0.2), _row("ibca", 0, 0.3)]
     merged = runs.merge_recorded(here, recorded, ["baseline", "ibca"])
     assert [(r["method"], r["seed"], r["values"]["map"]) for r in merged] == [
-        ("baseline", 0, 0.9), ("baseline", 2, 0.2), ("ibca", 0, 0.3), ("ibca", 1, 0.7)]
-    assert "kept 2 recorded run(s)" in capsys.readouterr().out
+        ("baseline", 0, 0.9), ("baseline", 2, 0.2), ("ibca", 0, 0.3), ("ibca", 1, 0.7), ("retired", 0, 0.4)]
+    assert "kept 3 recorded run(s)" in capsys.readouterr().out
     assert runs.merge_recorded(here, [], ["baseline", "ibca"]) == sorted(here, key=lambda r: r["method"])
 
 
