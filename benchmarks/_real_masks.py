@@ -38,14 +38,20 @@ def saliency_scores(run_dir: Path, tag: str, extra: list[str], cams: str = SALIE
             "left_out": len(summary["left_out_without_mask"]), "maps": maps}
 
 
-def saliency_table(rows: list[dict], key: str, title: str) -> list[str]:
-    """Markdown lines: one row per (method, map) of the rows holding ``row[key]`` (saliency_scores):
-    mean ± std over seeds of each metric's mean, [95% bootstrap interval of the first seed]. Empty
-    when no row has ``key``."""
+def scores_by_method(rows: list[dict], key: str) -> dict[str, list[dict]]:
+    """``row[key]`` of every row that has it, grouped by ``row["method"]`` in the rows' order."""
     by: dict[str, list[dict]] = {}
     for r in rows:
         if key in r:
             by.setdefault(r["method"], []).append(r[key])
+    return by
+
+
+def saliency_table(rows: list[dict], key: str, title: str) -> list[str]:
+    """Markdown lines: one row per (method, map) of the rows holding ``row[key]`` (saliency_scores):
+    mean ± std over seeds of each metric's mean, [95% bootstrap interval of the first seed]. Empty
+    when no row has ``key``."""
+    by = scores_by_method(rows, key)
     if not by:
         return []
     first = next(iter(by.values()))[0]
@@ -105,10 +111,7 @@ def robustness_table(rows: list[dict], key: str, title: str) -> list[str]:
     background condition the AUC, its change against the clean predictions of the same images, and
     the share of flipped predictions; mean ± std over seeds, [paired 95% bootstrap interval of the
     first seed]. Empty when no row has ``key``."""
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        if key in r:
-            by.setdefault(r["method"], []).append(r[key])
+    by = scores_by_method(rows, key)
     if not by:
         return []
     first = next(iter(by.values()))[0]
