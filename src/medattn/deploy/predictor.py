@@ -8,6 +8,7 @@ Neither path unpickles anything: weights come from safetensors or the ONNX file.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +39,14 @@ def top_class(probs: np.ndarray) -> int:
     return int(np.argmax(probs))
 
 
-class Predictor:
-    """Base: ``info``, ``predict(images, maps)``; subclasses implement ``run_batch``."""
+class Predictor(abc.ABC):
+    """Base: ``info``, ``predict(images, maps)``; each runtime (ONNX, PyTorch) implements ``run_batch``."""
 
     info: dict
 
+    @abc.abstractmethod
     def run_batch(self, x: np.ndarray, maps: bool) -> dict[str, np.ndarray]:
         """Named outputs of the graph for an input batch N x 3 x S x S (the input dtype of ``info``)."""
-        raise NotImplementedError
 
     def to_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x 3 -> the graph's input N x 3 x S x S (uint8, or float32 in [0, 1])."""
