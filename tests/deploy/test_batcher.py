@@ -3,22 +3,23 @@ import numpy as np
 import pytest
 
 from medattn.deploy.batcher import MicroBatcher
-from medattn.deploy.predictor import Prediction, Predictor
+from medattn.deploy.predictor import Predictor
 
 
 class Recording(Predictor):
     """Answers image i with probabilities [v, 1 - v] (v = the image's first pixel / 255); records batches."""
 
     def __init__(self, independent: bool = True, fail_on: int | None = None):
-        self.info = {"image_size": 2, "maps_batch_independent": independent}
+        self.info = {"image_size": 2, "maps_batch_independent": independent, "input": {"dtype": "uint8"}}
         self.calls: list[tuple[int, bool]] = []
         self.fail_on = fail_on
 
-    def predict(self, images, maps=False):
-        self.calls.append((len(images), maps))
-        if self.fail_on is not None and (images[:, 0, 0, 0] == self.fail_on).any():
+    def run_batch(self, x, maps):
+        self.calls.append((len(x), maps))
+        v = x[:, 0, 0, 0].astype(np.float64)
+        if self.fail_on is not None and (v == self.fail_on).any():
             raise RuntimeError("model failed")
-        return [Prediction(np.array([im[0, 0, 0] / 255, 1 - im[0, 0, 0] / 255])) for im in images]
+        return {"probabilities": np.stack([v / 255, 1 - v / 255], axis=1)}
 
 
 def image(v: int) -> np.ndarray:
