@@ -80,6 +80,14 @@ def merge_recorded(rows: list[dict], recorded: list[dict], methods: list[str], k
     return sorted(rows + kept, key=lambda r: (order.index(r[key]), r["seed"]))
 
 
+def cells_to_skip(recorded: list[dict], key: str, args: argparse.Namespace) -> set[tuple[str, int]]:
+    """The (method, seed) pairs not to train because the results file records them: none with
+    ``--ignore-recorded`` or ``--retrain``."""
+    if args.ignore_recorded or args.retrain:
+        return set()
+    return {(r[key], r["seed"]) for r in recorded}
+
+
 def run_cells(cells: list[tuple[str, int]], train_cell, recorded: set[tuple[str, int]] = frozenset(),
               after_each=None) -> None:
     """Train every (method, seed) of ``cells`` in order with ``train_cell(method, seed)``, except those in
@@ -125,6 +133,9 @@ def add_table_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--ignore-recorded", action="store_true",
                    help=f"use only the run directories under --out: neither keep the runs recorded in {name}.json "
                         "that have no directory here nor skip training them")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the chosen methods and seeds again even where the results file records them (each new "
+                        "run replaces its record; the other recorded runs stay in the tables)")
 
 
 def write_results(results: Path, name: str, md: str, protocol: str, overrides: list[str], rows: list[dict],

@@ -37,8 +37,8 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import saliency_scores, saliency_table
-from _runs import (add_table_arguments, finished_runs, mean_std, merge_recorded, protocol_digest, recorded_runs,
-                   run_cells, run_digest, training_seconds, write_results)
+from _runs import (add_table_arguments, cells_to_skip, finished_runs, mean_std, merge_recorded, protocol_digest,
+                   recorded_runs, run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
 
@@ -218,8 +218,8 @@ def main() -> int:
     tables_now = lambda: write_tables(args.out, args.results, args.overrides, args.cross_isic2017, keep,  # noqa: E731
                                       args.saliency)
     if not args.table_only:
-        recorded = {(r["method"], r["seed"]) for r in recorded_runs(args.results, "ham10000", args.overrides,
-                                                                    method_digests(args.overrides))} if keep else set()
+        recorded = cells_to_skip(recorded_runs(args.results, "ham10000", args.overrides, method_digests(args.overrides)),
+                                 "method", args)
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
               recorded=recorded, after_each=tables_now)
     return tables_now()

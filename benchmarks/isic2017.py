@@ -29,7 +29,7 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import robustness_scores, robustness_table, saliency_scores, saliency_table
-from _runs import (add_table_arguments, mean_std, merge_recorded, protocol_digest, recorded_runs, run_cells,
+from _runs import (add_table_arguments, cells_to_skip, mean_std, merge_recorded, protocol_digest, recorded_runs, run_cells,
                    run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
@@ -261,7 +261,7 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
     if tta != "none":
         md = f"Test-time augmentation: `{tta}` (every row, ensembles included)\n\n{md}"
     keep = ("cell", "seed", "machine", "config_digest", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
-            "macro_ap", "accuracy", "ci95", SALIENCY_KEY, ROBUSTNESS_KEY, *CROSS_HAM10000)
+            "macro_ap", "macro_f1", "accuracy", "ci95", SALIENCY_KEY, ROBUSTNESS_KEY, *CROSS_HAM10000)
     write_results(results, stem, md, "configs/isic2017_baseline.yaml", overrides,
                   [{k: r[k] for k in keep if k in r} for r in rows],
                   extra={"tta": tta, "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]})
@@ -297,8 +297,8 @@ def main() -> int:
                                       args.masks, args.cross_ham10000)
     if not args.table_only:
         stem = "isic2017" if args.tta == "none" else f"isic2017_tta-{args.tta}"
-        recorded = {(r["cell"], r["seed"]) for r in recorded_runs(args.results, stem, args.overrides,
-                                                                  method_digests(args.overrides), key="cell")} if keep else set()
+        recorded = cells_to_skip(recorded_runs(args.results, stem, args.overrides, method_digests(args.overrides),
+                                               key="cell"), "cell", args)
         train(args.methods, args.seeds, args.out, args.overrides, progress=not args.quiet,
               recorded=recorded, after_each=tables_now)
     return tables_now()  # every finished run, not only this call's

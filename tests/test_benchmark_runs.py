@@ -83,3 +83,17 @@ def test_rows_keep_the_machine_that_measured_them(runs, tmp_path):
     record = json.loads((tmp_path / "bench.json").read_text())
     assert [r["machine"] for r in record["runs"]] == ["Other CPU", here]
     assert record["machine"] == sorted({"Other CPU", here})
+
+
+def test_cells_to_skip_follows_ignore_recorded_and_retrain(runs):
+    import argparse
+
+    recorded = [_row("baseline", 0, 0.1), _row("ibca", 2, 0.3)]
+    args = lambda **kw: argparse.Namespace(**{"ignore_recorded": False, "retrain": False, **kw})  # noqa: E731
+    assert runs.cells_to_skip(recorded, "method", args()) == {("baseline", 0), ("ibca", 2)}
+    assert runs.cells_to_skip(recorded, "method", args(retrain=True)) == set()
+    assert runs.cells_to_skip(recorded, "method", args(ignore_recorded=True)) == set()
+    p = argparse.ArgumentParser()
+    runs.add_table_arguments(p, "bench")
+    parsed = p.parse_args(["--retrain"])
+    assert parsed.retrain and not parsed.ignore_recorded
