@@ -248,16 +248,13 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
             r.update(cross_scores(run_dir, cross_ham10000 or ""))
     ensembles = ensemble_rows(rows, tta=tta)
     if keep_recorded:
-        rows = merge_recorded(rows, recorded_runs(results, stem, overrides, method_digests(overrides), key="cell"),
-                              list(METHODS), key="cell")
-        here = {f"{r['cell']}/seed{r['seed']}" for r in rows if "run_dir" in r}
-        computed = {e["cell"] for e in ensembles}
-        ensembles += [e for e in recorded_ensembles(results, stem, overrides)  # kept while none can be recomputed
-                      if e["cell"] not in computed and not here & set(e["members"])]
+        recorded = recorded_runs(results, stem, overrides, method_digests(overrides), key="cell")
+        ensembles += kept_ensembles(recorded_ensembles(results, stem, overrides), ensembles, rows, recorded)
+        rows = merge_recorded(rows, recorded, list(METHODS), key="cell")
     if not rows:
         print("no finished runs yet")
         return 1
-    md = table(rows, ensembles) + "\n".join(real_data_tables(rows))
+    md = "\n".join([table(rows, ensembles), *real_data_tables(rows)])
     if tta != "none":
         md = f"Test-time augmentation: `{tta}` (every row, ensembles included)\n\n{md}"
     keep = ("cell", "seed", "machine", "config_digest", "train_seconds", "data_wait_seconds", "isic2017", "balanced_accuracy", "macro_auc",
@@ -266,6 +263,18 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
                   [{k: r[k] for k in keep if k in r} for r in rows],
                   extra={"tta": tta, "ensembles": [{k: e[k] for k in ("members", *keep) if k in e} for e in ensembles]})
     return 0
+
+
+def kept_ensembles(recorded: list[dict], computed: list[dict], here: list[dict], recorded_rows: list[dict]) -> list[dict]:
+    """The recorded ensembles to keep: those not computed again from the run directories here, and
+    none of whose members here scores differently from its record (a member retrained to the same
+    predictions, as a deterministic rerun of one protocol is, leaves the ensemble valid)."""
+    name = lambda r: f"{r['cell']}/seed{r['seed']}"  # noqa: E731
+    before = {name(r): r.get("isic2017") for r in recorded_rows}
+    now = {name(r): r.get("isic2017") for r in here}
+    cells = {e["cell"] for e in computed}
+    return [e for e in recorded if e["cell"] not in cells
+            and all(m not in now or (m in before and before[m] == now[m]) for m in e["members"])]
 
 
 def recorded_ensembles(results: Path, stem: str, overrides: list[str]) -> list[dict]:

@@ -142,3 +142,16 @@ def test_run_on_lesion_masks_and_ham10000_is_kept_when_its_directory_is_gone(ben
     assert (results / "isic2017.md").read_text() == md
     assert json.loads((results / "isic2017.json").read_text())["runs"][0] == row
     assert bench.write_tables(out, results, overrides, keep_recorded=False) == 1  # nothing here
+
+
+def test_recorded_ensembles_stay_while_their_members_score_as_recorded(bench):
+    row = lambda cell, seed, auc: {"cell": cell, "seed": seed, "isic2017": {"mean_auc": auc}}  # noqa: E731
+    recorded_rows = [row("baseline", s, 0.8 + s / 100) for s in range(3)] + [row("se", 0, 0.85)]
+    ens = [{"cell": "baseline, seed ensemble", "members": ["baseline/seed0", "baseline/seed1", "baseline/seed2"]},
+           {"cell": "se, seed ensemble", "members": ["se/seed0", "se/seed1"]}]
+    keep = lambda here, computed=(): [e["cell"] for e in bench.kept_ensembles(ens, list(computed), here, recorded_rows)]  # noqa: E731
+    assert keep([]) == ["baseline, seed ensemble", "se, seed ensemble"]  # nothing here: both kept
+    assert keep([row("baseline", 0, 0.8)]) == ["baseline, seed ensemble", "se, seed ensemble"]  # rerun, same scores
+    assert keep([row("baseline", 0, 0.81)]) == ["se, seed ensemble"]  # a member changed: its ensemble goes
+    assert keep([row("se", 1, 0.9)]) == ["baseline, seed ensemble"]  # a member with no record: cannot be the same
+    assert keep([], [{"cell": "se, seed ensemble"}]) == ["baseline, seed ensemble"]  # computed again here
