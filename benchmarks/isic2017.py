@@ -29,8 +29,8 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import robustness_scores, robustness_table, saliency_scores, saliency_table
-from _runs import (add_table_arguments, cells_to_skip, mean_std, merge_recorded, protocol_digest, recorded_runs, run_cells,
-                   run_digest, training_seconds, write_results)
+from _runs import (add_table_arguments, cells_to_skip, mean_std, merge_recorded, protocol_digest, recorded_runs,
+                   run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
 from medattn.engine.inference import TTA_VIEWS
