@@ -27,7 +27,7 @@ from pathlib import Path
 
 from _runs import (add_table_arguments, cells_to_skip, mean_std, merge_recorded, protocol_digest, recorded_runs,
                    run_cells, write_results)
-from isic2017 import finished_rows, method_cell, method_digests
+from isic2017 import _by_cell, finished_rows, method_cell, method_digests
 from medattn.config import Config, load_config
 from medattn.engine.ablation import cell_config, load_grid, run_grid
 
@@ -101,9 +101,7 @@ def table(rows: list[dict], defaults: list[dict]) -> str:
     """Markdown in Table 2's layout (ISIC 17): ours as mean ± std over seeds, the paired change of the
     mean AUC against the default (first seed), and the paper's F1 / Acc / Rec."""
     grid = load_grid("biigma")
-    by_cell: dict[str, list[dict]] = {}
-    for r in rows:
-        by_cell.setdefault(r["cell"], []).append(r)
+    by_cell = _by_cell(rows)
     for cell in SAME_AS_DEFAULT:
         by_cell.setdefault(cell, defaults)
     lines = ["| Setting | seeds | F1 | Acc | Rec | mean AUC (2 tasks) | macro AUC | Δ mean AUC vs default "
