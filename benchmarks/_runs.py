@@ -15,6 +15,7 @@ import numpy as np
 from _machine import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ARCHIVED_FILES = ("classes.json", "predictions_test.csv")  # what a paired comparison of two runs reads
 
 
 def finished_runs(out: Path, methods: list[str]) -> list[tuple[str, int, Path]]:
@@ -26,6 +27,35 @@ def finished_runs(out: Path, methods: list[str]) -> list[tuple[str, int, Path]]:
             if (run_dir / "eval_test.json").is_file():
                 found.append((method, int(run_dir.name[4:]), run_dir))
     return found
+
+
+def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed: int) -> Path:
+    """Copy a finished run's class names and test predictions to ``results/predictions/<name>/<cell>/seed<k>/``.
+
+    Run directories live on scratch disks that do not outlast a machine; these two small files (about
+    40 KB for the 600 ISIC 2017 test images) are all that ``medattn.evaluation.paired.compare_runs``
+    needs, so a later sitting can still compare a new run with this one image by image. Returns the
+    archive folder; files are written atomically and only where they changed.
+    """
+    folder = results / "predictions" / name / cell / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in ARCHIVED_FILES:
+        data = (run_dir / file).read_bytes()
+        target = folder / file
+        if not target.is_file() or target.read_bytes() != data:
+            scratch = target.with_suffix(target.suffix + ".tmp")
+            scratch.write_bytes(data)
+            scratch.replace(target)
+    return folder
+
+
+def predictions_source(row: dict, results: Path, name: str, key: str = "cell") -> Path | None:
+    """Where a row's test predictions can be read: its run directory when it is here, else its archive
+    (`archive_predictions`), else None."""
+    if "run_dir" in row:
+        return Path(row["run_dir"])
+    folder = results / "predictions" / name / row[key] / f"seed{row['seed']}"
+    return folder if all((folder / f).is_file() for f in ARCHIVED_FILES) else None
 
 
 def protocol_digest(cfg) -> str:

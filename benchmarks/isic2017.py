@@ -29,8 +29,8 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import robustness_scores, robustness_table, saliency_scores, saliency_table
-from _runs import (add_table_arguments, cells_to_skip, mean_std, merge_recorded, protocol_digest, recorded_runs,
-                   run_cells, run_digest, training_seconds, write_results)
+from _runs import (add_table_arguments, archive_predictions, cells_to_skip, mean_std, merge_recorded,
+                   protocol_digest, recorded_runs, run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
 from medattn.engine.inference import TTA_VIEWS
@@ -239,6 +239,8 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
     rows = finished_rows(out, list(METHODS), tta, evaluate_missing=True)
     for r in rows:  # the scores that need the checkpoint: while the run directory is here
         run_dir = Path(r["run_dir"])
+        if tta == "none":
+            archive_predictions(run_dir, results, stem, r["cell"], r["seed"])
         mask_args = ["--set", "data.options.masks=available", "--set", f"data.options.mask_dir={masks}"] if masks else []
         if masks or (run_dir / f"saliency_{SALIENCY_TAG}.json").is_file():
             r[SALIENCY_KEY] = saliency_scores(run_dir, SALIENCY_TAG, [*mask_args, "--only-with-masks"])

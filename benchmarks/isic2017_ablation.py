@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _runs import (add_table_arguments, cells_to_skip, mean_std, merge_recorded, protocol_digest, recorded_runs,
-                   run_cells, write_results)
+from _runs import (add_table_arguments, archive_predictions, cells_to_skip, mean_std, merge_recorded,
+                   predictions_source, protocol_digest, recorded_runs, run_cells, write_results)
 from isic2017 import _by_cell, finished_rows, method_cell, method_digests
 from medattn.config import Config, load_config
 from medattn.engine.ablation import cell_config, load_grid, run_grid
@@ -78,16 +78,18 @@ def default_rows(isic2017_out: Path, results: Path, overrides: list[str]) -> lis
     return merge_recorded(here, recorded, [DEFAULT], key="cell")
 
 
-def add_paired(rows: list[dict], defaults: list[dict], n_boot: int = 1000) -> None:
-    """Each row with a run directory gets its paired comparison with the default run of its seed, where
-    that run's directory is here too (otherwise a recorded comparison stays)."""
+def add_paired(rows: list[dict], defaults: list[dict], results: Path, n_boot: int = 1000) -> None:
+    """Each row whose test predictions are here (its run directory or their archive) gets its paired
+    comparison with the default run of its seed, where that run's predictions are here too; otherwise a
+    recorded comparison stays."""
     from medattn.evaluation.paired import compare_runs
 
-    reference = {r["seed"]: r["run_dir"] for r in defaults if "run_dir" in r}
+    reference = {r["seed"]: source for r in defaults if (source := predictions_source(r, results, "isic2017"))}
     for row in rows:
-        if "run_dir" in row and row["seed"] in reference:
+        source = predictions_source(row, results, NAME)
+        if source is not None and row["seed"] in reference:
             row[PAIRED_KEY] = {"reference": f"{DEFAULT}/seed{row['seed']}",
-                               **compare_runs(reference[row["seed"]], row["run_dir"], "test", n_boot=n_boot)}
+                               **compare_runs(reference[row["seed"]], source, "test", n_boot=n_boot)}
 
 
 def _interval(node: dict | None) -> str:
@@ -133,11 +135,13 @@ def write_tables(out: Path, results: Path, overrides: list[str], isic2017_out: P
     grid = load_grid("biigma")
     cells = [c for c in ORDER if c in grid and c not in SAME_AS_DEFAULT]
     rows = finished_rows(out, cells)
+    for r in rows:
+        archive_predictions(Path(r["run_dir"]), results, NAME, r["cell"], r["seed"])
     defaults = default_rows(isic2017_out, results, overrides)
-    add_paired(rows, defaults)
     if keep_recorded:
         rows = merge_recorded(rows, recorded_runs(results, NAME, overrides, cell_digests(overrides), key="cell"),
                               cells, key="cell")
+    add_paired(rows, defaults, results)
     if not rows and not defaults:
         print("no finished runs yet")
         return 1

@@ -84,3 +84,32 @@ def test_table_pairs_each_cell_with_the_default_and_keeps_the_record(bench, tmp_
     again = (results / "isic2017_ablation.md").read_text()
     assert "| Heads = 1 | 2 |" in again and f"{expected:+.3f} [" in again
     assert "(default)" not in again  # the default rows come from isic2017.json, which this test never wrote
+
+
+def test_a_new_cell_is_paired_with_the_archived_default_when_its_run_directory_is_gone(bench, tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 200)
+    noisy = lambda scale: (p := np.exp(np.eye(3)[labels] + rng.normal(0, scale, (200, 3)))) / p.sum(1, keepdims=True)  # noqa: E731
+    isic_out, out, results = tmp_path / "isic2017", tmp_path / "ablation", tmp_path / "results"
+    default_dir = isic_out / "runs" / "biigma" / "seed0"
+    default = _finished_run(default_dir, labels, noisy(1.0))
+    archive = bench.archive_predictions(default_dir, results, "isic2017", "biigma", 0)
+    assert archive == results / "predictions" / "isic2017" / "biigma" / "seed0"
+    assert (archive / "predictions_test.csv").read_bytes() == (default_dir / "predictions_test.csv").read_bytes()
+    record = {"machine": "m", "overrides": [], "runs": [{"cell": "biigma", "seed": 0, "isic2017": default["isic2017"],
+                                                         "accuracy": default["accuracy"], "macro_auc": default["macro_auc"],
+                                                         "balanced_accuracy": default["balanced_accuracy"]}]}
+    (results / "isic2017.json").write_text(json.dumps(record))
+    shutil.rmtree(isic_out)  # a later sitting on a fresh machine: only the results folder is left
+
+    cell = _finished_run(out / "runs" / "sigma_4.0" / "seed0", labels, noisy(2.0))
+    assert bench.write_tables(out, results, [], isic_out) == 0
+    row = json.loads((results / "isic2017_ablation.json").read_text())["runs"][0]
+    assert row["paired_vs_default"]["delta.isic2017.mean_auc"]["value"] == pytest.approx(
+        cell["isic2017"]["mean_auc"] - default["isic2017"]["mean_auc"])
+    assert (results / "predictions" / "isic2017_ablation" / "sigma_4.0" / "seed0" / "classes.json").is_file()
+
+    shutil.rmtree(out)  # the cell's directory gone too: recomputed from both archives, the same numbers
+    before = (results / "isic2017_ablation.md").read_text()
+    assert bench.write_tables(out, results, [], isic_out) == 0
+    assert (results / "isic2017_ablation.md").read_text() == before
