@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
-from _runs import (add_table_arguments, cells_to_skip, finished_runs, mean_std, merge_recorded, protocol_digest,
-                   recorded_runs, run_cells, run_digest, training_seconds, write_results)
+from _runs import (add_table_arguments, archive_predictions, cells_to_skip, finished_runs, mean_std, merge_recorded,
+                   protocol_digest, recorded_runs, run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
 
@@ -205,7 +205,10 @@ def write_tables(out: Path, results: Path, n_maps: int, overrides: list[str], ke
     results file that have no directory here) and write derm7pt.json/.md."""
     from medattn.data.derm7pt import CRITERIA
 
-    rows = [score_run(run_dir, method, n_maps) for method, _, run_dir in finished_runs(out, METHODS)]
+    finished = finished_runs(out, METHODS)
+    for method, seed, run_dir in finished:
+        archive_predictions(run_dir, results, "derm7pt", method, seed)
+    rows = [score_run(run_dir, method, n_maps) for method, _, run_dir in finished]
     if keep_recorded:
         rows = merge_recorded(rows, recorded_runs(results, "derm7pt", overrides, method_digests(overrides)), METHODS)
     if not rows:

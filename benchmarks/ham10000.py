@@ -37,8 +37,8 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import saliency_scores, saliency_table
-from _runs import (add_table_arguments, cells_to_skip, finished_runs, mean_std, merge_recorded, protocol_digest,
-                   recorded_runs, run_cells, run_digest, training_seconds, write_results)
+from _runs import (add_table_arguments, archive_predictions, cells_to_skip, finished_runs, mean_std, merge_recorded,
+                   protocol_digest, recorded_runs, run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
 
@@ -190,8 +190,10 @@ def write_tables(out: Path, results: Path, overrides: list[str], cross_root: str
                  keep_recorded: bool = True, saliency: bool = False) -> int:
     """Score the finished runs under ``out`` (plus, with ``keep_recorded``, the runs recorded in the
     results file that have no directory here) and write ham10000.json/.md."""
-    rows = [score_run(run_dir, method, cross_root=cross_root, saliency=saliency)
-            for method, _, run_dir in finished_runs(out, list(METHODS))]
+    finished = finished_runs(out, list(METHODS))
+    for method, seed, run_dir in finished:
+        archive_predictions(run_dir, results, "ham10000", method, seed)
+    rows = [score_run(run_dir, method, cross_root=cross_root, saliency=saliency) for method, _, run_dir in finished]
     if keep_recorded:
         rows = merge_recorded(rows, recorded_runs(results, "ham10000", overrides, method_digests(overrides)), list(METHODS))
     if not rows:

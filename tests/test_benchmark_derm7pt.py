@@ -59,6 +59,7 @@ def test_derm7pt_benchmark_trains_every_method_and_scores_the_checklist(bench, t
     record = json.loads((results / "derm7pt.json").read_text())
     runs = {r["method"]: r for r in record["runs"]}
     assert set(runs) == set(bench.METHODS)
+    assert {d.name for d in (results / "predictions" / "derm7pt").iterdir()} == set(bench.METHODS)
     n_test = runs["baseline"]["n"]
     assert n_test == 24  # 40 % of 60, stratified by diagnosis
 

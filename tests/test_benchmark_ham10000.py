@@ -50,6 +50,8 @@ def test_ham10000_benchmark_table_and_isic2017_cross_scores(bench, tmp_path):
     assert names == HAM
     pred = read_predictions(run_dir / "predictions_test.csv", names, task)
     y = np.argmax(pred.onehot, axis=1)
+    archived = results / "predictions" / "ham10000" / "biigma" / "seed0" / "predictions_test.csv"
+    assert archived.read_bytes() == (run_dir / "predictions_test.csv").read_bytes()
     m = compute_metrics(y, pred.probs, names, "multiclass")
     got = runs["biigma"]["values"]
     assert got["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"])
