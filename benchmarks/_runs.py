@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -37,15 +38,13 @@ def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed
     needs, so a later sitting can still compare a new run with this one image by image. Returns the
     archive folder; files are written atomically and only where they changed.
     """
+    from medattn.files import atomic_write
+
     folder = results / "predictions" / name / cell / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
     for file in ARCHIVED_FILES:
-        data = (run_dir / file).read_bytes()
-        target = folder / file
-        if not target.is_file() or target.read_bytes() != data:
-            scratch = target.with_suffix(target.suffix + ".tmp")
-            scratch.write_bytes(data)
-            scratch.replace(target)
+        source, target = run_dir / file, folder / file
+        if not target.is_file() or target.read_bytes() != source.read_bytes():
+            atomic_write(target, lambda tmp, source=source: shutil.copyfile(source, tmp))
     return folder
 
 
