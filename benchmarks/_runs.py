@@ -30,6 +30,11 @@ def finished_runs(out: Path, methods: list[str]) -> list[tuple[str, int, Path]]:
     return found
 
 
+def archive_folder(results: Path, name: str, cell: str, seed: int) -> Path:
+    """``results/predictions/<name>/<cell>/seed<k>/``: where `archive_predictions` keeps a run's files."""
+    return results / "predictions" / name / cell / f"seed{seed}"
+
+
 def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed: int) -> Path:
     """Copy a finished run's class names and test predictions to ``results/predictions/<name>/<cell>/seed<k>/``.
 
@@ -40,7 +45,7 @@ def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed
     """
     from medattn.files import atomic_write
 
-    folder = results / "predictions" / name / cell / f"seed{seed}"
+    folder = archive_folder(results, name, cell, seed)
     for file in ARCHIVED_FILES:
         source, target = run_dir / file, folder / file
         if not target.is_file() or target.read_bytes() != source.read_bytes():
@@ -53,7 +58,7 @@ def predictions_source(row: dict, results: Path, name: str, key: str = "cell") -
     (`archive_predictions`), else None."""
     if "run_dir" in row:
         return Path(row["run_dir"])
-    folder = results / "predictions" / name / row[key] / f"seed{row['seed']}"
+    folder = archive_folder(results, name, row[key], row["seed"])
     return folder if all((folder / f).is_file() for f in ARCHIVED_FILES) else None
 
 
