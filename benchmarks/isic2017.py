@@ -30,7 +30,7 @@ import numpy as np
 # benchmarks/ is on sys.path when a script runs
 from _real_masks import robustness_scores, robustness_table, saliency_scores, saliency_table
 from _runs import (add_table_arguments, archive_predictions, cells_to_skip, mean_std, merge_recorded,
-                   protocol_digest, recorded_runs, run_cells, run_digest, training_seconds, write_results)
+                   predictions_source, protocol_digest, recorded_runs, run_cells, run_digest, training_seconds, write_results)
 from medattn.config import load_config
 from medattn.engine.ablation import cell_config, run_grid
 from medattn.engine.inference import TTA_VIEWS
@@ -110,20 +110,28 @@ def _seeds(runs: list[dict]) -> str:
     return f"{len(runs[0]['members'])} (mean)" if "members" in runs[0] else str(len(runs))
 
 
-def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none") -> list[dict]:
-    """The mean prediction of each method's seeds (methods with 2+ finished seeds), and of every
-    finished run of the methods with 2+ seeds together; scored as one run, with bootstrap CIs."""
+def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none", results: Path | None = None) -> list[dict]:
+    """The mean prediction of each method's seeds (methods with 2+ seeds, every one of which has its test
+    predictions: its run directory here or, without TTA, its archive under ``results``), and of every
+    such run together; scored as one run, with bootstrap CIs. A method with a seed whose predictions
+    are gone gets no ensemble here (one over the rest would not be the ensemble of the table's rows)."""
     from medattn.evaluation.ensemble import average_predictions
     from medattn.evaluation.report import split_metrics
 
+    def source(row: dict) -> Path | None:
+        if "run_dir" in row:
+            return Path(row["run_dir"])
+        return predictions_source(row, results, "isic2017") if results is not None and tta == "none" else None
+
     by_method = _by_cell(rows)
-    groups = {f"{m}, seed ensemble": runs for m, runs in by_method.items() if len(runs) >= 2}
+    groups = {f"{m}, seed ensemble": runs for m, runs in by_method.items()
+              if len(runs) >= 2 and all(source(r) is not None for r in runs)}
     if len(groups) >= 2:
-        names = " + ".join(m for m, runs in by_method.items() if len(runs) >= 2)
+        names = " + ".join(cell.removesuffix(", seed ensemble") for cell in groups)
         groups[f"{names}, ensemble"] = [r for runs in groups.values() for r in runs]
     out = []
     for cell, members in groups.items():
-        pred, classes = average_predictions([r["run_dir"] for r in members], "test", tta)
+        pred, classes = average_predictions([source(r) for r in members], "test", tta)
         metrics = split_metrics(pred, None, classes, pred.task, n_boot)
         out.append({"cell": cell, "members": [f"{r['cell']}/seed{r['seed']}" for r in members],
                     "train_seconds": sum(r["train_seconds"] for r in members),
@@ -248,11 +256,13 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
             r[ROBUSTNESS_KEY] = robustness_scores(run_dir, SALIENCY_TAG, mask_args)
         if cross_ham10000 or all((run_dir / f"eval_{n}.json").is_file() for n in CROSS_HAM10000):
             r.update(cross_scores(run_dir, cross_ham10000 or ""))
-    ensembles = ensemble_rows(rows, tta=tta)
+    here = rows
     if keep_recorded:
         recorded = recorded_runs(results, stem, overrides, method_digests(overrides), key="cell")
-        ensembles += kept_ensembles(recorded_ensembles(results, stem, overrides), ensembles, rows, recorded)
         rows = merge_recorded(rows, recorded, list(METHODS), key="cell")
+    ensembles = ensemble_rows(rows, tta=tta, results=results)
+    if keep_recorded:
+        ensembles += kept_ensembles(recorded_ensembles(results, stem, overrides), ensembles, here, recorded)
     if not rows:
         print("no finished runs yet")
         return 1

@@ -72,6 +72,32 @@ def test_table_has_seed_statistics_and_ensemble_rows(bench, tmp_path):
     assert md.count("**Melanoma vs rest**") == 1 and md.count("**SK vs rest**") == 1
 
 
+def test_seed_ensembles_read_archived_predictions_once_run_directories_are_gone(bench, tmp_path):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 120)
+    results = tmp_path / "results"
+    probs = {}
+    for method in ("baseline", "se"):
+        for s in range(2):
+            probs[method, s] = rng.dirichlet(np.ones(3), 120) * 0.5 + np.eye(3)[labels] * 0.5
+            _finished_run(tmp_path / "runs" / method / f"seed{s}", labels, probs[method, s], epoch_seconds=30.0)
+    rows = bench.finished_rows(tmp_path, list(bench.METHODS))
+    for r in rows:  # what write_tables does for every run here
+        bench.archive_predictions(Path(r["run_dir"]), results, "isic2017", r["cell"], r["seed"])
+    recorded = [{k: v for k, v in r.items() if k != "run_dir"} for r in rows]  # as the results file keeps them
+    shutil.rmtree(tmp_path / "runs" / "baseline")  # baseline's directories gone; SE seed 1's still here
+    mixed = bench.merge_recorded([r for r in rows if (r["cell"], r["seed"]) == ("se", 1)], recorded, list(bench.METHODS), key="cell")
+    ensembles = {e["cell"]: e for e in bench.ensemble_rows(mixed, n_boot=20, results=results)}
+    assert list(ensembles) == ["baseline, seed ensemble", "se, seed ensemble", "baseline + se, ensemble"]
+    expected = compute_metrics(labels, (probs["baseline", 0] + probs["baseline", 1]) / 2, CLASSES, "multiclass")
+    assert ensembles["baseline, seed ensemble"]["isic2017"]["mean_auc"] == pytest.approx(expected["isic2017"]["mean_auc"], abs=1e-6)
+    assert len(ensembles["baseline + se, ensemble"]["members"]) == 4
+    # one baseline seed with neither a directory nor an archive: no baseline ensemble over the rest
+    shutil.rmtree(results / "predictions" / "isic2017" / "baseline" / "seed1")
+    assert [e["cell"] for e in bench.ensemble_rows(mixed, n_boot=20, results=results)] == ["se, seed ensemble"]
+    assert bench.ensemble_rows(recorded, n_boot=20, results=results, tta="dihedral") == []  # archives hold no TTA files
+
+
 def test_tta_rows_read_the_tta_files(bench, tmp_path):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 3, 90)
