@@ -278,14 +278,21 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
 
 
 def kept_ensembles(recorded: list[dict], computed: list[dict], here: list[dict], recorded_rows: list[dict]) -> list[dict]:
-    """The recorded ensembles to keep: those not computed again from the run directories here, and
-    none of whose members here scores differently from its record (a member retrained to the same
-    predictions, as a deterministic rerun of one protocol is, leaves the ensemble valid)."""
+    """The recorded ensembles to keep: those not computed again from the predictions here, none of
+    whose members here scores differently from its record (a member retrained to the same predictions,
+    as a deterministic rerun of one protocol is, leaves the ensemble valid), and, for a method's seed
+    ensemble, whose members are still all of that method's seeds."""
     name = lambda r: f"{r['cell']}/seed{r['seed']}"  # noqa: E731
     before = {name(r): r.get("isic2017") for r in recorded_rows}
     now = {name(r): r.get("isic2017") for r in here}
+    seeds = _by_cell([*here, *(r for r in recorded_rows if name(r) not in now)])
     cells = {e["cell"] for e in computed}
-    return [e for e in recorded if e["cell"] not in cells
+
+    def covers_its_method(e: dict) -> bool:
+        method = e["cell"].removesuffix(", seed ensemble")
+        return method == e["cell"] or sorted(e["members"]) == sorted(name(r) for r in seeds.get(method, []))
+
+    return [e for e in recorded if e["cell"] not in cells and covers_its_method(e)
             and all(m not in now or (m in before and before[m] == now[m]) for m in e["members"])]
 
 

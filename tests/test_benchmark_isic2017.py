@@ -172,12 +172,17 @@ def test_run_on_lesion_masks_and_ham10000_is_kept_when_its_directory_is_gone(ben
 
 def test_recorded_ensembles_stay_while_their_members_score_as_recorded(bench):
     row = lambda cell, seed, auc: {"cell": cell, "seed": seed, "isic2017": {"mean_auc": auc}}  # noqa: E731
-    recorded_rows = [row("baseline", s, 0.8 + s / 100) for s in range(3)] + [row("se", 0, 0.85)]
+    recorded_rows = [row("baseline", s, 0.8 + s / 100) for s in range(3)] + [row("se", 0, 0.85), row("se", 1, 0.86)]
     ens = [{"cell": "baseline, seed ensemble", "members": ["baseline/seed0", "baseline/seed1", "baseline/seed2"]},
            {"cell": "se, seed ensemble", "members": ["se/seed0", "se/seed1"]}]
     keep = lambda here, computed=(): [e["cell"] for e in bench.kept_ensembles(ens, list(computed), here, recorded_rows)]  # noqa: E731
     assert keep([]) == ["baseline, seed ensemble", "se, seed ensemble"]  # nothing here: both kept
     assert keep([row("baseline", 0, 0.8)]) == ["baseline, seed ensemble", "se, seed ensemble"]  # rerun, same scores
     assert keep([row("baseline", 0, 0.81)]) == ["se, seed ensemble"]  # a member changed: its ensemble goes
-    assert keep([row("se", 1, 0.9)]) == ["baseline, seed ensemble"]  # a member with no record: cannot be the same
+    assert keep([row("se", 1, 0.9)]) == ["baseline, seed ensemble"]  # a member retrained to other scores
+    assert keep([row("se", 2, 0.9)]) == ["baseline, seed ensemble"]  # a new seed the ensemble lacks
     assert keep([], [{"cell": "se, seed ensemble"}]) == ["baseline, seed ensemble"]  # computed again here
+    # a seed ensemble over only some of its method's seeds (written while the others had no predictions) goes
+    two = [{"cell": "baseline, seed ensemble", "members": ["baseline/seed1", "baseline/seed2"]}]
+    assert bench.kept_ensembles(two, [], [], recorded_rows) == []
+    assert bench.kept_ensembles(two, [], [], recorded_rows[1:]) == two  # seed 0 no longer in the table
