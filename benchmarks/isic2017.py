@@ -45,6 +45,7 @@ METHODS = {  # method -> preset; the presets differ from isic2017_baseline only 
 }
 DEFAULT_SEEDS = {"baseline": [0, 1, 2], "se": [0, 1, 2], "cbam": [0, 1, 2], "biigma": [0, 1, 2]}  # the rest: [0]
 TASKS = {"melanoma": "Melanoma", "seborrheic_keratosis": "SK"}
+SEED_ENSEMBLE = ", seed ensemble"  # a method's seed ensemble row is "<method>, seed ensemble"
 SALIENCY_TAG, SALIENCY_KEY = "isic2017_test", "saliency_isic2017_test"
 ROBUSTNESS_KEY = "robustness_isic2017_test"  # background and mirror tests, RUN/robustness_isic2017_test.json
 # HAM10000 test as the ham10000_* presets split it; HAM10000 class -> ISIC 2017 class
@@ -123,19 +124,21 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none", resul
             return Path(row["run_dir"])
         return predictions_source(row, results, "isic2017") if results is not None and tta == "none" else None
 
-    by_method = _by_cell(rows)
-    groups = {f"{m}, seed ensemble": runs for m, runs in by_method.items()
-              if len(runs) >= 2 and all(source(r) is not None for r in runs)}
-    if len(groups) >= 2:
-        names = " + ".join(cell.removesuffix(", seed ensemble") for cell in groups)
-        groups[f"{names}, ensemble"] = [r for runs in groups.values() for r in runs]
+    seeded: dict[str, list[tuple[dict, Path]]] = {}  # method -> (row, predictions folder) of each seed
+    for method, runs in _by_cell(rows).items():
+        sources = [source(r) for r in runs]
+        if len(runs) >= 2 and None not in sources:
+            seeded[method] = list(zip(runs, sources))
+    groups = {f"{m}{SEED_ENSEMBLE}": members for m, members in seeded.items()}
+    if len(seeded) >= 2:
+        groups[f"{' + '.join(seeded)}, ensemble"] = [member for members in seeded.values() for member in members]
     out = []
     for cell, members in groups.items():
-        pred, classes = average_predictions([source(r) for r in members], "test", tta)
+        pred, classes = average_predictions([folder for _, folder in members], "test", tta)
         metrics = split_metrics(pred, None, classes, pred.task, n_boot)
-        out.append({"cell": cell, "members": [f"{r['cell']}/seed{r['seed']}" for r in members],
-                    "train_seconds": sum(r["train_seconds"] for r in members),
-                    "data_wait_seconds": sum(r["data_wait_seconds"] for r in members), **metrics})
+        out.append({"cell": cell, "members": [f"{r['cell']}/seed{r['seed']}" for r, _ in members],
+                    "train_seconds": sum(r["train_seconds"] for r, _ in members),
+                    "data_wait_seconds": sum(r["data_wait_seconds"] for r, _ in members), **metrics})
     return out
 
 
@@ -289,7 +292,7 @@ def kept_ensembles(recorded: list[dict], computed: list[dict], here: list[dict],
     cells = {e["cell"] for e in computed}
 
     def covers_its_method(e: dict) -> bool:
-        method = e["cell"].removesuffix(", seed ensemble")
+        method = e["cell"].removesuffix(SEED_ENSEMBLE)
         return method == e["cell"] or sorted(e["members"]) == sorted(name(r) for r in seeds.get(method, []))
 
     return [e for e in recorded if e["cell"] not in cells and covers_its_method(e)

@@ -182,6 +182,8 @@ def test_recorded_ensembles_stay_while_their_members_score_as_recorded(bench):
     assert keep([row("se", 1, 0.9)]) == ["baseline, seed ensemble"]  # a member retrained to other scores
     assert keep([row("se", 2, 0.9)]) == ["baseline, seed ensemble"]  # a new seed the ensemble lacks
     assert keep([], [{"cell": "se, seed ensemble"}]) == ["baseline, seed ensemble"]  # computed again here
+    # a member here with no record at all cannot be the same run
+    assert [e["cell"] for e in bench.kept_ensembles(ens, [], [row("se", 1, 0.86)], recorded_rows[:4])] == ["baseline, seed ensemble"]
     # a seed ensemble over only some of its method's seeds (written while the others had no predictions) goes
     two = [{"cell": "baseline, seed ensemble", "members": ["baseline/seed1", "baseline/seed2"]}]
     assert bench.kept_ensembles(two, [], [], recorded_rows) == []
