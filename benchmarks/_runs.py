@@ -16,7 +16,14 @@ import numpy as np
 from _machine import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ARCHIVED_FILES = ("classes.json", "predictions_test.csv")  # what a paired comparison of two runs reads
+
+
+def archived_files(tta: str = "none") -> tuple[str, str]:
+    """What a paired comparison or an ensemble of runs reads from each: its class names and its test
+    predictions (``predictions_test.csv``, or ``predictions_test_tta-<tta>.csv``)."""
+    from medattn.evaluation.ensemble import predictions_name
+
+    return "classes.json", f"predictions_{predictions_name('test', tta)}.csv"
 
 
 def finished_runs(out: Path, methods: list[str]) -> list[tuple[str, int, Path]]:
@@ -35,8 +42,9 @@ def archive_folder(results: Path, name: str, cell: str, seed: int) -> Path:
     return results / "predictions" / name / cell / f"seed{seed}"
 
 
-def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed: int) -> Path:
-    """Copy a finished run's class names and test predictions to ``results/predictions/<name>/<cell>/seed<k>/``.
+def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed: int, tta: str = "none") -> Path:
+    """Copy a finished run's class names and test predictions (with ``tta``, those of that TTA mode) to
+    ``results/predictions/<name>/<cell>/seed<k>/``.
 
     Run directories live on scratch disks that do not outlast a machine; these two small files (about
     40 KB for the 600 ISIC 2017 test images) are all that ``medattn.evaluation.paired.compare_runs``
@@ -46,20 +54,20 @@ def archive_predictions(run_dir: Path, results: Path, name: str, cell: str, seed
     from medattn.files import atomic_write
 
     folder = archive_folder(results, name, cell, seed)
-    for file in ARCHIVED_FILES:
+    for file in archived_files(tta):
         source, target = run_dir / file, folder / file
         if not target.is_file() or target.read_bytes() != source.read_bytes():
             atomic_write(target, lambda tmp, source=source: shutil.copyfile(source, tmp))
     return folder
 
 
-def predictions_source(row: dict, results: Path, name: str, key: str = "cell") -> Path | None:
-    """Where a row's test predictions can be read: its run directory when it is here, else its archive
-    (`archive_predictions`), else None."""
+def predictions_source(row: dict, results: Path, name: str, key: str = "cell", tta: str = "none") -> Path | None:
+    """Where a row's test predictions (with ``tta``, those of that TTA mode) can be read: its run
+    directory when it is here, else its archive (`archive_predictions`), else None."""
     if "run_dir" in row:
         return Path(row["run_dir"])
     folder = archive_folder(results, name, row[key], row["seed"])
-    return folder if all((folder / f).is_file() for f in ARCHIVED_FILES) else None
+    return folder if all((folder / f).is_file() for f in archived_files(tta)) else None
 
 
 def protocol_digest(cfg) -> str:

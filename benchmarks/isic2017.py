@@ -113,7 +113,7 @@ def _seeds(runs: list[dict]) -> str:
 
 def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none", results: Path | None = None) -> list[dict]:
     """The mean prediction of each method's seeds (methods with 2+ seeds, every one of which has its test
-    predictions: its run directory here or, without TTA, its archive under ``results``), and of every
+    predictions, of ``tta`` where given: its run directory here or its archive under ``results``), and of every
     such run together; scored as one run, with bootstrap CIs. A method with a seed whose predictions
     are gone gets no ensemble here (one over the rest would not be the ensemble of the table's rows)."""
     from medattn.evaluation.ensemble import average_predictions
@@ -122,7 +122,7 @@ def ensemble_rows(rows: list[dict], n_boot: int = 1000, tta: str = "none", resul
     def source(row: dict) -> Path | None:
         if "run_dir" in row:
             return Path(row["run_dir"])
-        return predictions_source(row, results, "isic2017") if results is not None and tta == "none" else None
+        return predictions_source(row, results, "isic2017", tta=tta) if results is not None else None
 
     seeded: dict[str, list[tuple[dict, Path]]] = {}  # method -> (row, predictions folder) of each seed
     for method, runs in _by_cell(rows).items():
@@ -250,8 +250,7 @@ def write_tables(out: Path, results: Path, overrides: list[str], tta: str = "non
     rows = finished_rows(out, list(METHODS), tta, evaluate_missing=True)
     for r in rows:  # the scores that need the checkpoint: while the run directory is here
         run_dir = Path(r["run_dir"])
-        if tta == "none":
-            archive_predictions(run_dir, results, stem, r["cell"], r["seed"])
+        archive_predictions(run_dir, results, "isic2017", r["cell"], r["seed"], tta)
         mask_args = ["--set", "data.options.masks=available", "--set", f"data.options.mask_dir={masks}"] if masks else []
         if masks or (run_dir / f"saliency_{SALIENCY_TAG}.json").is_file():
             r[SALIENCY_KEY] = saliency_scores(run_dir, SALIENCY_TAG, [*mask_args, "--only-with-masks"])

@@ -76,14 +76,22 @@ def test_seed_ensembles_read_archived_predictions_once_run_directories_are_gone(
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 3, 120)
     results = tmp_path / "results"
-    probs = {}
+    probs, tta_probs = {}, {}
+    ids = [f"ISIC_{i:07d}" for i in range(120)]
     for method in ("baseline", "se"):
         for s in range(2):
-            probs[method, s] = rng.dirichlet(np.ones(3), 120) * 0.5 + np.eye(3)[labels] * 0.5
-            _finished_run(tmp_path / "runs" / method / f"seed{s}", labels, probs[method, s], epoch_seconds=30.0)
+            run_dir = tmp_path / "runs" / method / f"seed{s}"
+            probs[method, s], tta_probs[method, s] = (rng.dirichlet(np.ones(3), 120) * 0.5 + np.eye(3)[labels] * 0.5
+                                                      for _ in range(2))
+            _finished_run(run_dir, labels, probs[method, s], epoch_seconds=30.0)
+            if method == "baseline":  # only the baseline was scored with TTA
+                write_prediction_rows(run_dir / "predictions_test_tta-dihedral.csv", ids, tta_probs[method, s],
+                                      np.eye(3)[labels], CLASSES)
     rows = bench.finished_rows(tmp_path, list(bench.METHODS))
-    for r in rows:  # what write_tables does for every run here
+    for r in rows:  # what write_tables does for every run here, without and with TTA
         bench.archive_predictions(Path(r["run_dir"]), results, "isic2017", r["cell"], r["seed"])
+        if r["cell"] == "baseline":
+            bench.archive_predictions(Path(r["run_dir"]), results, "isic2017", r["cell"], r["seed"], tta="dihedral")
     recorded = [{k: v for k, v in r.items() if k != "run_dir"} for r in rows]  # as the results file keeps them
     shutil.rmtree(tmp_path / "runs" / "baseline")  # baseline's directories gone; SE seed 1's still here
     mixed = bench.merge_recorded([r for r in rows if (r["cell"], r["seed"]) == ("se", 1)], recorded, list(bench.METHODS), key="cell")
@@ -92,10 +100,15 @@ def test_seed_ensembles_read_archived_predictions_once_run_directories_are_gone(
     expected = compute_metrics(labels, (probs["baseline", 0] + probs["baseline", 1]) / 2, CLASSES, "multiclass")
     assert ensembles["baseline, seed ensemble"]["isic2017"]["mean_auc"] == pytest.approx(expected["isic2017"]["mean_auc"], abs=1e-6)
     assert len(ensembles["baseline + se, ensemble"]["members"]) == 4
+    # with TTA: the baseline's archives hold its TTA files, SE has none (its directories have none either)
+    tta = {e["cell"]: e for e in bench.ensemble_rows(mixed, n_boot=20, results=results, tta="dihedral")}
+    assert list(tta) == ["baseline, seed ensemble"]
+    expected = compute_metrics(labels, (tta_probs["baseline", 0] + tta_probs["baseline", 1]) / 2, CLASSES, "multiclass")
+    assert tta["baseline, seed ensemble"]["isic2017"]["mean_auc"] == pytest.approx(expected["isic2017"]["mean_auc"], abs=1e-6)
     # one baseline seed with neither a directory nor an archive: no baseline ensemble over the rest
     shutil.rmtree(results / "predictions" / "isic2017" / "baseline" / "seed1")
     assert [e["cell"] for e in bench.ensemble_rows(mixed, n_boot=20, results=results)] == ["se, seed ensemble"]
-    assert bench.ensemble_rows(recorded, n_boot=20, results=results, tta="dihedral") == []  # archives hold no TTA files
+    assert bench.ensemble_rows(mixed, n_boot=20, results=results, tta="dihedral") == []
 
 
 def test_tta_rows_read_the_tta_files(bench, tmp_path):
